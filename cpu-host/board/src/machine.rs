@@ -1,0 +1,549 @@
+//! Machine assembly: guest RAM (shared memfd), the reset ROM, images, the FDT, the devices on
+//! the MMIO bus, and one host thread per hart running the translator. This is the only place
+//! that knows how the pieces are wired.
+
+use crate::fdt::{build_fdt, FdtConfig, FdtError};
+use crate::loader::{self, LoadError, LoadedImage};
+use crate::memmap::{self, Region};
+use crate::rom::{reset_rom, FwDynamicInfo, NEXT_MODE_S};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use tessera_dbt::cache::{BlockCache, CacheStats};
+use tessera_dbt::mem::{HostRegion, Mmio, PhysMap};
+use tessera_dbt::VcpuSignals;
+use tessera_devices::{
+    Aclint, AclintHart, Bus, BusDevice, Clock, FinisherAction, GoldfishRtc, IrqLine, Plic,
+    TestFinisher, Uart, VirtioMmioEmpty,
+};
+use tessera_isa_riscv64::{irq, Hart, HartConfig};
+use tessera_shm::GuestRam;
+use vm_memory::{Bytes, GuestAddress};
+
+/// What runs first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    /// No firmware: the kernel (an ELF, or a raw image at DRAM base) starts in M-mode on every hart.
+    None,
+    Path(PathBuf),
+}
+
+/// Where the UART's output goes (and, for stdio, where its input comes from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serial {
+    Stdio,
+    None,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    pub harts: u32,
+    pub ram_size: u64,
+    pub firmware: Firmware,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub append: Option<String>,
+    pub serial: Serial,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    #[error("--harts must be between 1 and {max}, not {0}", max = memmap::MAX_HARTS)]
+    Harts(u32),
+    #[error("--ram must be a non-zero multiple of 4 KiB below {max} MiB, not {0:#x}", max = (u64::MAX - memmap::DRAM_BASE) >> 20)]
+    Ram(u64),
+    #[error("--bios none needs a --kernel to run")]
+    NothingToRun,
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} {path}: {source}")]
+    Load {
+        what: &'static str,
+        path: PathBuf,
+        source: LoadError,
+    },
+    #[error("{a} (0x{a_lo:x}-0x{a_hi:x}) overlaps {b} (0x{b_lo:x}-0x{b_hi:x})")]
+    Overlap {
+        a: &'static str,
+        a_lo: u64,
+        a_hi: u64,
+        b: &'static str,
+        b_lo: u64,
+        b_hi: u64,
+    },
+    #[error("creating guest RAM: {0}")]
+    Ram2(#[from] tessera_shm::ShmError),
+    #[error("building the device tree: {0}")]
+    Fdt(#[from] FdtError),
+    #[error("the device tree ({len} bytes) does not fit in RAM")]
+    FdtPlacement { len: usize },
+    #[error("wiring devices: {0}")]
+    Bus(#[from] tessera_devices::bus::BusError),
+    #[error("starting {what}: {source}")]
+    Thread {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("opening serial output {path}: {source}")]
+    SerialFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Why the machine stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    /// Test finisher: pass.
+    Pass,
+    /// Test finisher: fail with the guest's code.
+    Fail(u16),
+    /// Test finisher: reset (ends the process for now).
+    Reset,
+    /// Stopped from outside (signal, embedding program).
+    Stopped,
+}
+
+impl ExitReason {
+    /// The process exit status for this reason.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ExitReason::Pass | ExitReason::Reset => 0,
+            ExitReason::Fail(c) if c & 0xff == 0 => 1,
+            ExitReason::Fail(c) => (c & 0xff) as i32,
+            ExitReason::Stopped => 130,
+        }
+    }
+}
+
+/// Per-hart figures gathered at exit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HartStats {
+    pub icount: u64,
+    pub cache: CacheStats,
+}
+
+#[derive(Debug)]
+pub struct RunResult {
+    pub reason: ExitReason,
+    pub harts: Vec<HartStats>,
+}
+
+/// Stops a running machine from another thread (signal handler thread, tests).
+#[derive(Clone)]
+pub struct Stopper {
+    state: Arc<(Mutex<Option<ExitReason>>, Condvar)>,
+    signals: Vec<Arc<VcpuSignals>>,
+}
+
+impl Stopper {
+    pub fn stop(&self, reason: ExitReason) {
+        let (m, cv) = &*self.state;
+        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(reason);
+        }
+        cv.notify_all();
+        for s in &self.signals {
+            s.request_stop();
+        }
+    }
+
+    fn wait(&self) -> ExitReason {
+        let (m, cv) = &*self.state;
+        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = *g {
+                return r;
+            }
+            g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// A hart's interrupt input: one bit of its pending-lines word.
+struct HartLine {
+    signals: Arc<VcpuSignals>,
+    mask: u64,
+}
+impl IrqLine for HartLine {
+    fn set(&self, level: bool) {
+        self.signals.set_lines(self.mask, level);
+    }
+}
+
+/// The MMIO bus as the translator sees it.
+struct BusMmio(Bus);
+impl Mmio for BusMmio {
+    fn read(&self, paddr: u64, data: &mut [u8]) -> bool {
+        self.0.read(paddr, data)
+    }
+    fn write(&self, paddr: u64, data: &[u8]) -> bool {
+        self.0.write(paddr, data)
+    }
+}
+
+/// The reset ROM's backing store (8-byte aligned words).
+struct Rom(Vec<u64>);
+
+pub struct Machine {
+    ram: Arc<GuestRam>,
+    phys: Arc<PhysMap>,
+    fdt: Vec<u8>,
+    harts: Vec<Box<Hart>>,
+    stopper: Stopper,
+    uart: Arc<Uart>,
+    aclint: Arc<Aclint>,
+    rtc: Arc<GoldfishRtc>,
+    stdin: bool,
+}
+
+fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, BoardError> {
+    std::fs::read(path).map_err(|source| BoardError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn check_overlap(images: &[(&'static str, u64, u64)]) -> Result<(), BoardError> {
+    for (i, a) in images.iter().enumerate() {
+        for b in &images[i + 1..] {
+            if a.1 < b.2 && b.1 < a.2 {
+                return Err(BoardError::Overlap {
+                    a: a.0,
+                    a_lo: a.1,
+                    a_hi: a.2,
+                    b: b.0,
+                    b_lo: b.1,
+                    b_hi: b.2,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Machine {
+    /// Build the whole machine: RAM, images, FDT, ROM, devices and harts (not yet running).
+    pub fn new(cfg: &MachineConfig) -> Result<Self, BoardError> {
+        if cfg.harts == 0 || cfg.harts > memmap::MAX_HARTS {
+            return Err(BoardError::Harts(cfg.harts));
+        }
+        if cfg.ram_size == 0
+            || cfg.ram_size % 4096 != 0
+            || cfg.ram_size > u64::MAX - memmap::DRAM_BASE
+        {
+            return Err(BoardError::Ram(cfg.ram_size));
+        }
+        let ram = Arc::new(GuestRam::create(&[(memmap::DRAM_BASE, cfg.ram_size)])?);
+        let mem = ram.to_guest_memory()?;
+        let ram_end = memmap::DRAM_BASE + cfg.ram_size;
+
+        // Images.
+        let mut placed: Vec<(&'static str, u64, u64)> = Vec::new();
+        let load =
+            |what: &'static str, path: &Path, raw_at: u64| -> Result<LoadedImage, BoardError> {
+                let data = read_file(what, path)?;
+                let r = if loader::is_elf(&data) {
+                    loader::load_elf(&mem, &data)
+                } else {
+                    loader::load_raw(&mem, raw_at, &data)
+                };
+                r.map_err(|source| BoardError::Load {
+                    what,
+                    path: path.to_owned(),
+                    source,
+                })
+            };
+        let (start, fw_dynamic) = match &cfg.firmware {
+            Firmware::None => {
+                let k = cfg.kernel.as_deref().ok_or(BoardError::NothingToRun)?;
+                let img = load("kernel", k, memmap::FIRMWARE_BASE)?;
+                placed.push(("kernel", img.low, img.high));
+                (img.entry, None)
+            }
+            Firmware::Path(fw) => {
+                let img = load("firmware", fw, memmap::FIRMWARE_BASE)?;
+                placed.push(("firmware", img.low, img.high));
+                let next = match &cfg.kernel {
+                    Some(k) => {
+                        let kimg = load("kernel", k, memmap::KERNEL_BASE_RV64)?;
+                        placed.push(("kernel", kimg.low, kimg.high));
+                        kimg.entry
+                    }
+                    None => 0,
+                };
+                (
+                    img.entry,
+                    Some(FwDynamicInfo {
+                        next_addr: next,
+                        next_mode: NEXT_MODE_S,
+                        boot_hart: 0,
+                    }),
+                )
+            }
+        };
+
+        // FDT (built twice when there is an initrd: its address depends on the FDT's size).
+        let mut fdt_cfg = FdtConfig {
+            harts: cfg.harts,
+            ram_base: memmap::DRAM_BASE,
+            ram_size: cfg.ram_size,
+            isa_base: tessera_isa_riscv64::ISA_STRING.into(),
+            isa_base_name: tessera_isa_riscv64::ISA_BASE.into(),
+            isa_extensions: tessera_isa_riscv64::ISA_EXTENSIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            mmu_type: Some(tessera_isa_riscv64::MMU_TYPE.into()),
+            bootargs: cfg.append.clone(),
+            initrd: None,
+            virtio_mmio_slots: memmap::VIRTIO_MMIO_SLOTS,
+            stdout_uart: true,
+            rng_seed: None,
+        };
+        let initrd = cfg
+            .initrd
+            .as_deref()
+            .map(|p| read_file("initrd", p).map(|d| (p, d)))
+            .transpose()?;
+        if let Some((_, data)) = &initrd {
+            fdt_cfg.initrd = Some((memmap::DRAM_BASE, memmap::DRAM_BASE + data.len() as u64));
+        }
+        let mut fdt = build_fdt(&fdt_cfg)?;
+        let fdt_addr = loader::fdt_address(memmap::DRAM_BASE, cfg.ram_size, fdt.len() as u64);
+        if fdt_addr < memmap::DRAM_BASE || fdt_addr + fdt.len() as u64 > ram_end {
+            return Err(BoardError::FdtPlacement { len: fdt.len() });
+        }
+        if let Some((path, data)) = &initrd {
+            let at = loader::initrd_address(
+                memmap::DRAM_BASE,
+                cfg.ram_size,
+                data.len() as u64,
+                fdt_addr,
+            )
+            .map_err(|source| BoardError::Load {
+                what: "initrd",
+                path: path.to_path_buf(),
+                source,
+            })?;
+            mem.write_slice(data, GuestAddress(at))
+                .map_err(|source| BoardError::Load {
+                    what: "initrd",
+                    path: path.to_path_buf(),
+                    source: LoadError::GuestWrite { gpa: at, source },
+                })?;
+            placed.push(("initrd", at, at + data.len() as u64));
+            fdt_cfg.initrd = Some((at, at + data.len() as u64));
+            fdt = build_fdt(&fdt_cfg)?;
+        }
+        placed.push(("device tree", fdt_addr, fdt_addr + fdt.len() as u64));
+        check_overlap(&placed)?;
+        mem.write_slice(&fdt, GuestAddress(fdt_addr))
+            .map_err(|_| BoardError::FdtPlacement { len: fdt.len() })?;
+
+        // Reset ROM.
+        let rom_bytes = reset_rom(start, fdt_addr, fw_dynamic);
+        let mut rom = vec![0u64; (memmap::MROM.size / 8) as usize];
+        for (i, chunk) in rom_bytes.chunks(8).enumerate().take(rom.len()) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            rom[i] = u64::from_le_bytes(w);
+        }
+        let rom = Arc::new(Rom(rom));
+
+        // Harts' signal words, then devices wired to them.
+        let signals: Vec<Arc<VcpuSignals>> = (0..cfg.harts)
+            .map(|_| Arc::new(VcpuSignals::new()))
+            .collect();
+        let line = |h: usize, bit: u32| -> Arc<dyn IrqLine> {
+            Arc::new(HartLine {
+                signals: signals[h].clone(),
+                mask: 1 << bit,
+            })
+        };
+        let stopper = Stopper {
+            state: Arc::new((Mutex::new(None), Condvar::new())),
+            signals: signals.clone(),
+        };
+
+        let clock = Arc::new(Clock::new(memmap::TIMEBASE_HZ));
+        let aclint_harts = (0..cfg.harts as usize)
+            .map(|h| AclintHart {
+                msip: line(h, irq::MSI),
+                mtip: line(h, irq::MTI),
+            })
+            .collect();
+        let aclint = Arc::new(Aclint::new(clock.clone(), aclint_harts).map_err(|source| {
+            BoardError::Thread {
+                what: "ACLINT timer",
+                source,
+            }
+        })?);
+        let plic_outputs = (0..cfg.harts as usize)
+            .flat_map(|h| [line(h, irq::MEI), line(h, irq::SEI_EXTERNAL_SIGNAL)])
+            .collect();
+        let plic = Arc::new(Plic::new(memmap::PLIC_NUM_SOURCES, plic_outputs));
+        let sink: Box<dyn Write + Send> = match &cfg.serial {
+            Serial::Stdio => Box::new(std::io::stdout()),
+            Serial::None => Box::new(std::io::sink()),
+            Serial::File(p) => {
+                Box::new(
+                    std::fs::File::create(p).map_err(|source| BoardError::SerialFile {
+                        path: p.clone(),
+                        source,
+                    })?,
+                )
+            }
+        };
+        let uart = Arc::new(Uart::new(sink, plic.source(memmap::UART0_IRQ)));
+        let rtc = Arc::new(
+            GoldfishRtc::new(plic.source(memmap::RTC_IRQ)).map_err(|source| {
+                BoardError::Thread {
+                    what: "RTC",
+                    source,
+                }
+            })?,
+        );
+        let fin_stop = stopper.clone();
+        let finisher = Arc::new(TestFinisher::new(Box::new(move |a| {
+            let reason = match a {
+                FinisherAction::Pass => ExitReason::Pass,
+                FinisherAction::Fail(c) => ExitReason::Fail(c),
+                FinisherAction::Reset => ExitReason::Reset,
+            };
+            fin_stop.stop(reason);
+        })));
+
+        let mut bus = Bus::new();
+        let mut add = |r: Region, d: Arc<dyn BusDevice>| bus.insert(r.base, r.size, d);
+        add(memmap::TEST, finisher)?;
+        add(memmap::RTC, rtc.clone())?;
+        add(memmap::ACLINT, aclint.clone())?;
+        add(memmap::PLIC, plic)?;
+        add(memmap::UART0, uart.clone())?;
+        for n in 0..memmap::VIRTIO_MMIO_SLOTS as u64 {
+            let base = memmap::VIRTIO_MMIO.base + n * memmap::VIRTIO_MMIO.size;
+            add(
+                Region {
+                    base,
+                    size: memmap::VIRTIO_MMIO.size,
+                },
+                Arc::new(VirtioMmioEmpty::new()),
+            )?;
+        }
+
+        let mut regions = vec![HostRegion {
+            gpa: memmap::MROM.base,
+            size: memmap::MROM.size,
+            host: rom.0.as_ptr() as usize,
+            writable: false,
+        }];
+        for r in ram.regions() {
+            regions.push(HostRegion {
+                gpa: r.gpa(),
+                size: r.size(),
+                host: r.host_ptr() as usize,
+                writable: true,
+            });
+        }
+        let owners: Vec<Arc<dyn Send + Sync>> = vec![ram.clone(), rom.clone()];
+        // SAFETY: the ROM words and the RAM mappings are owned by `rom` and `ram`, which the
+        // PhysMap keeps alive; neither is resized or unmapped while they live. The ROM is
+        // registered read-only and never written through its Vec after this point.
+        #[allow(unsafe_code)]
+        let phys = Arc::new(unsafe { PhysMap::new(regions, Arc::new(BusMmio(bus)), owners) });
+
+        let harts = (0..cfg.harts as usize)
+            .map(|h| {
+                let c = clock.clone();
+                Hart::new(HartConfig {
+                    hartid: h as u64,
+                    reset_pc: memmap::MROM.base,
+                    phys: phys.clone(),
+                    signals: signals[h].clone(),
+                    time: Arc::new(move || c.now_ticks()),
+                })
+            })
+            .collect();
+
+        Ok(Machine {
+            ram,
+            phys,
+            fdt,
+            harts,
+            stopper,
+            uart,
+            aclint,
+            rtc,
+            stdin: cfg.serial == Serial::Stdio,
+        })
+    }
+
+    /// The flattened device tree the guest gets.
+    pub fn fdt(&self) -> &[u8] {
+        &self.fdt
+    }
+
+    pub fn ram(&self) -> &Arc<GuestRam> {
+        &self.ram
+    }
+
+    pub fn phys(&self) -> &Arc<PhysMap> {
+        &self.phys
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Run every hart on its own thread until the guest or a [`Stopper`] ends the machine.
+    pub fn run(self) -> Result<RunResult, BoardError> {
+        if self.stdin {
+            tessera_devices::uart::spawn_stdin_reader(&self.uart).map_err(|source| {
+                BoardError::Thread {
+                    what: "serial input",
+                    source,
+                }
+            })?;
+        }
+        let mut threads: Vec<JoinHandle<HartStats>> = Vec::new();
+        for (i, mut hart) in self.harts.into_iter().enumerate() {
+            let signals = hart.signals().clone();
+            let stopper = self.stopper.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("hart{i}"))
+                .spawn(move || {
+                    let mut cache = BlockCache::new();
+                    tessera_dbt::exec::run(&mut *hart, &mut cache, &signals);
+                    // One hart stopping for any reason stops the machine.
+                    stopper.stop(ExitReason::Stopped);
+                    HartStats {
+                        icount: hart.cpu.icount,
+                        cache: cache.stats,
+                    }
+                })
+                .map_err(|source| BoardError::Thread {
+                    what: "hart thread",
+                    source,
+                })?;
+            threads.push(t);
+        }
+        let reason = self.stopper.wait();
+        let harts = threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_default())
+            .collect();
+        self.aclint.shutdown();
+        self.rtc.shutdown();
+        let _ = std::io::stdout().flush();
+        Ok(RunResult { reason, harts })
+    }
+}

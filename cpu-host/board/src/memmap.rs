@@ -1,0 +1,106 @@
+//! The riscv64 `virt` board's physical memory map: QEMU's, so existing firmware and kernels run
+//! unchanged. Everything else on the board (bus, FDT, loaders) reads addresses from here.
+
+/// A fixed region of the board: base and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Region {
+    pub const fn end(&self) -> u64 {
+        self.base + self.size
+    }
+}
+
+/// Reset ROM (mrom): the reset vector and the fw_dynamic info / FDT pointer live here.
+pub const MROM: Region = Region {
+    base: 0x1000,
+    size: 0xf000,
+};
+/// SiFive test finisher (pass / fail(code) / reset), also the syscon for poweroff and reboot.
+pub const TEST: Region = Region {
+    base: 0x10_0000,
+    size: 0x1000,
+};
+/// Goldfish RTC.
+pub const RTC: Region = Region {
+    base: 0x10_1000,
+    size: 0x1000,
+};
+/// ACLINT: MSWI at +0, MTIMER (mtimecmp at +0x4000, mtime at +0xbff8) — the classic CLINT layout.
+pub const ACLINT: Region = Region {
+    base: 0x200_0000,
+    size: 0x1_0000,
+};
+/// PCIe PIO window.
+pub const PCIE_PIO: Region = Region {
+    base: 0x300_0000,
+    size: 0x1_0000,
+};
+/// PLIC (sifive,plic-1.0.0).
+pub const PLIC: Region = Region {
+    base: 0xc00_0000,
+    size: 0x60_0000,
+};
+/// UART0, ns16550a.
+pub const UART0: Region = Region {
+    base: 0x1000_0000,
+    size: 0x100,
+};
+/// First virtio-mmio slot; slot `n` is at `VIRTIO_MMIO.base + n * VIRTIO_MMIO.size`.
+pub const VIRTIO_MMIO: Region = Region {
+    base: 0x1000_1000,
+    size: 0x1000,
+};
+/// Number of virtio-mmio slots.
+pub const VIRTIO_MMIO_SLOTS: u32 = 8;
+/// PCIe ECAM.
+pub const PCIE_ECAM: Region = Region {
+    base: 0x3000_0000,
+    size: 0x1000_0000,
+};
+/// PCIe 32-bit MMIO window.
+pub const PCIE_MMIO: Region = Region {
+    base: 0x4000_0000,
+    size: 0x4000_0000,
+};
+/// Start of DRAM.
+pub const DRAM_BASE: u64 = 0x8000_0000;
+
+/// PLIC source of UART0.
+pub const UART0_IRQ: u32 = 10;
+/// PLIC source of virtio-mmio slot `n` is `VIRTIO_IRQ_BASE + n` (1..=8).
+pub const VIRTIO_IRQ_BASE: u32 = 1;
+/// PLIC source of the RTC.
+pub const RTC_IRQ: u32 = 11;
+/// Number of PLIC sources QEMU's virt declares (riscv,ndev).
+pub const PLIC_NUM_SOURCES: u32 = 95;
+
+/// ACLINT mtimer frequency (`timebase-frequency`): 10 MHz, as QEMU.
+pub const TIMEBASE_HZ: u64 = 10_000_000;
+
+/// Where the firmware (or a kernel run with `--bios none`) is loaded.
+pub const FIRMWARE_BASE: u64 = DRAM_BASE;
+/// Where the kernel goes when a firmware is present (OpenSBI fw_jump's FW_JUMP_ADDR on virt).
+pub const KERNEL_BASE_RV64: u64 = DRAM_BASE + 0x20_0000;
+
+/// Most harts the board supports: the PLIC has 2 contexts (M and S) per hart, and its 0x60_0000
+/// region holds contexts 0..1024 (context `c` at `0x20_0000 + c * 0x1000`), so 512 harts. This is
+/// also QEMU's `VIRT_CPUS_MAX`.
+pub const MAX_HARTS: u32 = 512;
+
+/// Alignment of the FDT in RAM: QEMU's `riscv_compute_fdt_addr` rounds down to 2 MiB.
+pub const FDT_ALIGN: u64 = 2 << 20;
+
+/// Guest page size; the initrd starts on a page boundary.
+pub const PAGE_SIZE: u64 = 0x1000;
+
+/// Clock of UART0 fed to the 16550 divisor (`clock-frequency`), 3.6864 MHz as QEMU.
+pub const UART0_CLOCK_HZ: u32 = 0x38_4000;
+
+/// Value the syscon-poweroff node writes to the test finisher (FINISHER_PASS).
+pub const TEST_POWEROFF_VALUE: u32 = 0x5555;
+/// Value the syscon-reboot node writes to the test finisher (FINISHER_RESET).
+pub const TEST_REBOOT_VALUE: u32 = 0x7777;

@@ -1,0 +1,359 @@
+//! Tier 0: executes IR blocks directly. It is the reference semantics that compiled tiers are
+//! tested against, so it favours obviousness; speed comes from flat ops, the inline TLB hit path
+//! and block chaining in [`crate::exec`].
+
+use crate::guest::{AtomicKind, Guest, Trapped};
+use crate::ir::{AmoOp, Block, Op, Terminator};
+use crate::mem;
+use crate::state::request;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+
+/// How a block ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockExit {
+    /// Continue at `CpuState::pc` through chain link `n` of the block.
+    Link(u8),
+    /// Continue at `CpuState::pc` after a lookup (indirect jump, exit, trap).
+    Lookup,
+}
+
+#[inline(always)]
+fn sext32(v: u64) -> u64 {
+    v as u32 as i32 as i64 as u64
+}
+
+fn div_s(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        -1
+    } else {
+        a.wrapping_div(b)
+    }
+}
+fn rem_s(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        a.wrapping_rem(b)
+    }
+}
+fn div_u(a: u64, b: u64) -> u64 {
+    a.checked_div(b).unwrap_or(u64::MAX)
+}
+fn rem_u(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        a % b
+    }
+}
+
+/// Make `pc`/`icount` precise for op `i` before calling something that may trap or observe them.
+#[inline(always)]
+fn sync<G: Guest>(g: &mut G, b: &Block, base_icount: u64, i: usize) {
+    let (pc, k) = b.insn_of_op(i);
+    let c = g.cpu();
+    c.pc = pc;
+    c.icount = base_icount + k as u64;
+}
+
+/// Execute one block. On return `CpuState::pc` holds the next address and `icount` is exact.
+pub fn exec_block<G: Guest>(g: &mut G, b: &Block) -> BlockExit {
+    let base = g.cpu_ref().icount;
+    macro_rules! r {
+        ($s:expr) => {
+            g.cpu().regs[$s as usize]
+        };
+    }
+    macro_rules! load {
+        ($d:expr, $a:expr, $off:expr, $lg:expr, $ext:expr, $i:expr) => {{
+            let va = r!($a).wrapping_add($off as i64 as u64);
+            let v = match g.cpu_ref().tlb.lookup_read(va, $lg) {
+                // SAFETY: TLB entries only map host memory that stays mapped while they exist.
+                Some(h) => unsafe { mem::load(h, $lg) },
+                None => {
+                    sync(g, b, base, $i);
+                    match g.load_slow(va, $lg) {
+                        Ok(v) => v,
+                        Err(Trapped) => return BlockExit::Lookup,
+                    }
+                }
+            };
+            let ext: fn(u64) -> u64 = $ext;
+            r!($d) = ext(v);
+        }};
+    }
+    macro_rules! store {
+        ($s:expr, $a:expr, $off:expr, $lg:expr, $i:expr) => {{
+            let va = r!($a).wrapping_add($off as i64 as u64);
+            let v = r!($s);
+            match g.cpu_ref().tlb.lookup_write(va, $lg) {
+                // SAFETY: write-permitted TLB entries map writable host memory.
+                Some(h) => unsafe { mem::store(h, $lg, v) },
+                None => {
+                    sync(g, b, base, $i);
+                    if g.store_slow(va, $lg, v).is_err() {
+                        return BlockExit::Lookup;
+                    }
+                    if g.cpu_ref().requests & request::SMC != 0 {
+                        // The store may have changed code of this very block: stop after it.
+                        let (_, k) = b.insn_of_op($i);
+                        if let Some(&off) = b.insn_off.get(k as usize + 1) {
+                            let c = g.cpu();
+                            c.pc = b.pc.wrapping_add(off as u64);
+                            c.icount = base + k as u64 + 1;
+                            return BlockExit::Lookup;
+                        }
+                    }
+                }
+            }
+        }};
+    }
+
+    for (i, op) in b.ops.iter().enumerate() {
+        match *op {
+            Op::MovI { d, imm } => r!(d) = imm as u64,
+            Op::Mov { d, a } => r!(d) = r!(a),
+            Op::Add { d, a, b } => r!(d) = r!(a).wrapping_add(r!(b)),
+            Op::Sub { d, a, b } => r!(d) = r!(a).wrapping_sub(r!(b)),
+            Op::And { d, a, b } => r!(d) = r!(a) & r!(b),
+            Op::Or { d, a, b } => r!(d) = r!(a) | r!(b),
+            Op::Xor { d, a, b } => r!(d) = r!(a) ^ r!(b),
+            Op::Shl { d, a, b } => r!(d) = r!(a) << (r!(b) & 63),
+            Op::Shr { d, a, b } => r!(d) = r!(a) >> (r!(b) & 63),
+            Op::Sar { d, a, b } => r!(d) = ((r!(a) as i64) >> (r!(b) & 63)) as u64,
+            Op::SetLt { d, a, b } => r!(d) = ((r!(a) as i64) < (r!(b) as i64)) as u64,
+            Op::SetLtU { d, a, b } => r!(d) = (r!(a) < r!(b)) as u64,
+            Op::Mul { d, a, b } => r!(d) = r!(a).wrapping_mul(r!(b)),
+            Op::MulHS { d, a, b } => {
+                r!(d) = (((r!(a) as i64 as i128) * (r!(b) as i64 as i128)) >> 64) as u64
+            }
+            Op::MulHSU { d, a, b } => {
+                r!(d) = (((r!(a) as i64 as i128).wrapping_mul(r!(b) as u128 as i128)) >> 64) as u64
+            }
+            Op::MulHU { d, a, b } => r!(d) = (((r!(a) as u128) * (r!(b) as u128)) >> 64) as u64,
+            Op::Div { d, a, b } => r!(d) = div_s(r!(a) as i64, r!(b) as i64) as u64,
+            Op::DivU { d, a, b } => r!(d) = div_u(r!(a), r!(b)),
+            Op::Rem { d, a, b } => r!(d) = rem_s(r!(a) as i64, r!(b) as i64) as u64,
+            Op::RemU { d, a, b } => r!(d) = rem_u(r!(a), r!(b)),
+            Op::AddW { d, a, b } => r!(d) = sext32(r!(a).wrapping_add(r!(b))),
+            Op::SubW { d, a, b } => r!(d) = sext32(r!(a).wrapping_sub(r!(b))),
+            Op::ShlW { d, a, b } => r!(d) = sext32(((r!(a) as u32) << (r!(b) & 31)) as u64),
+            Op::ShrW { d, a, b } => r!(d) = sext32(((r!(a) as u32) >> (r!(b) & 31)) as u64),
+            Op::SarW { d, a, b } => r!(d) = ((r!(a) as i32) >> (r!(b) & 31)) as i64 as u64,
+            Op::MulW { d, a, b } => r!(d) = sext32(r!(a).wrapping_mul(r!(b))),
+            Op::DivW { d, a, b } => {
+                r!(d) = div_s(r!(a) as i32 as i64, r!(b) as i32 as i64) as i32 as i64 as u64
+            }
+            Op::DivUW { d, a, b } => {
+                r!(d) = sext32(div_u(r!(a) as u32 as u64, r!(b) as u32 as u64))
+            }
+            Op::RemW { d, a, b } => {
+                r!(d) = rem_s(r!(a) as i32 as i64, r!(b) as i32 as i64) as i32 as i64 as u64
+            }
+            Op::RemUW { d, a, b } => {
+                r!(d) = sext32(rem_u(r!(a) as u32 as u64, r!(b) as u32 as u64))
+            }
+            Op::AddI { d, a, imm } => r!(d) = r!(a).wrapping_add(imm as u64),
+            Op::AndI { d, a, imm } => r!(d) = r!(a) & imm as u64,
+            Op::OrI { d, a, imm } => r!(d) = r!(a) | imm as u64,
+            Op::XorI { d, a, imm } => r!(d) = r!(a) ^ imm as u64,
+            Op::ShlI { d, a, sh } => r!(d) = r!(a) << (sh & 63),
+            Op::ShrI { d, a, sh } => r!(d) = r!(a) >> (sh & 63),
+            Op::SarI { d, a, sh } => r!(d) = ((r!(a) as i64) >> (sh & 63)) as u64,
+            Op::SetLtI { d, a, imm } => r!(d) = ((r!(a) as i64) < imm) as u64,
+            Op::SetLtUI { d, a, imm } => r!(d) = (r!(a) < imm as u64) as u64,
+            Op::AddIW { d, a, imm } => r!(d) = sext32(r!(a).wrapping_add(imm as u64)),
+            Op::ShlIW { d, a, sh } => r!(d) = sext32(((r!(a) as u32) << (sh & 31)) as u64),
+            Op::ShrIW { d, a, sh } => r!(d) = sext32(((r!(a) as u32) >> (sh & 31)) as u64),
+            Op::SarIW { d, a, sh } => r!(d) = ((r!(a) as i32) >> (sh & 31)) as i64 as u64,
+            Op::LdU8 { d, a, off } => load!(d, a, off, 0, |v| v as u8 as u64, i),
+            Op::LdS8 { d, a, off } => load!(d, a, off, 0, |v| v as u8 as i8 as i64 as u64, i),
+            Op::LdU16 { d, a, off } => load!(d, a, off, 1, |v| v as u16 as u64, i),
+            Op::LdS16 { d, a, off } => load!(d, a, off, 1, |v| v as u16 as i16 as i64 as u64, i),
+            Op::LdU32 { d, a, off } => load!(d, a, off, 2, |v| v as u32 as u64, i),
+            Op::LdS32 { d, a, off } => load!(d, a, off, 2, sext32, i),
+            Op::Ld64 { d, a, off } => load!(d, a, off, 3, |v| v, i),
+            Op::St8 { s, a, off } => store!(s, a, off, 0, i),
+            Op::St16 { s, a, off } => store!(s, a, off, 1, i),
+            Op::St32 { s, a, off } => store!(s, a, off, 2, i),
+            Op::St64 { s, a, off } => store!(s, a, off, 3, i),
+            Op::Amo {
+                op,
+                size_log2,
+                d,
+                a,
+                s,
+            } => {
+                sync(g, b, base, i);
+                let va = r!(a);
+                let src = r!(s);
+                let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::ReadModifyWrite) else {
+                    return BlockExit::Lookup;
+                };
+                // SAFETY: the guest returned the host address of a naturally aligned,
+                // writable RAM location of this size.
+                let old = unsafe { amo(h, size_log2, op, src) };
+                r!(d) = old;
+            }
+            Op::LoadReserved { size_log2, d, a } => {
+                sync(g, b, base, i);
+                let va = r!(a);
+                let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::LoadReserved) else {
+                    return BlockExit::Lookup;
+                };
+                // SAFETY: aligned RAM location (guest contract of `atomic_addr`).
+                let raw = unsafe { mem::load(h, size_log2 as u32) };
+                let c = g.cpu();
+                c.reservation = crate::state::Reservation {
+                    valid: true,
+                    host: h,
+                    size_log2,
+                    value: raw,
+                };
+                c.regs[d as usize] = if size_log2 == 2 { sext32(raw) } else { raw };
+            }
+            Op::StoreCond { size_log2, d, a, s } => {
+                sync(g, b, base, i);
+                let va = r!(a);
+                let src = r!(s);
+                let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::StoreConditional)
+                else {
+                    return BlockExit::Lookup;
+                };
+                let res = std::mem::take(&mut g.cpu().reservation);
+                let ok = res.valid && res.host == h && res.size_log2 == size_log2 && {
+                    // SAFETY: aligned, writable RAM location (guest contract of `atomic_addr`).
+                    unsafe { cas(h, size_log2, res.value, src) }
+                };
+                r!(d) = (!ok) as u64;
+            }
+            Op::Fence => std::sync::atomic::fence(SeqCst),
+            Op::Helper { id, d, a, imm } => {
+                sync(g, b, base, i);
+                let av = r!(a);
+                match g.helper(id, imm, av) {
+                    Ok(v) => r!(d) = v,
+                    Err(Trapped) => return BlockExit::Lookup,
+                }
+            }
+        }
+    }
+
+    let c = g.cpu();
+    c.icount = base + b.n_insns as u64;
+    match b.term {
+        Terminator::Jump { target } => {
+            c.pc = target;
+            BlockExit::Link(0)
+        }
+        Terminator::Branch {
+            cond,
+            a,
+            b: bb,
+            taken,
+            fallthrough,
+        } => {
+            if cond.eval(c.regs[a as usize], c.regs[bb as usize]) {
+                c.pc = taken;
+                BlockExit::Link(0)
+            } else {
+                c.pc = fallthrough;
+                BlockExit::Link(1)
+            }
+        }
+        Terminator::JumpReg { a } => {
+            c.pc = c.regs[a as usize];
+            BlockExit::Lookup
+        }
+        Terminator::Exit { pc } => {
+            c.pc = pc;
+            BlockExit::Lookup
+        }
+        Terminator::ExitDynamic => BlockExit::Lookup,
+    }
+}
+
+/// # Safety
+/// `h` must be a naturally aligned, writable host address of `1 << size_log2` bytes.
+unsafe fn amo(h: usize, size_log2: u8, op: AmoOp, src: u64) -> u64 {
+    if size_log2 == 2 {
+        // SAFETY: aligned u32 location (caller contract).
+        let a = unsafe { &*(h as *const AtomicU32) };
+        let s = src as u32;
+        let old = match op {
+            AmoOp::Swap => a.swap(s, SeqCst),
+            AmoOp::Add => a.fetch_add(s, SeqCst),
+            AmoOp::Xor => a.fetch_xor(s, SeqCst),
+            AmoOp::And => a.fetch_and(s, SeqCst),
+            AmoOp::Or => a.fetch_or(s, SeqCst),
+            AmoOp::MinU => a.fetch_min(s, SeqCst),
+            AmoOp::MaxU => a.fetch_max(s, SeqCst),
+            AmoOp::Min => rmw32(a, |x| (x as i32).min(s as i32) as u32),
+            AmoOp::Max => rmw32(a, |x| (x as i32).max(s as i32) as u32),
+        };
+        sext32(old as u64)
+    } else {
+        // SAFETY: aligned u64 location (caller contract).
+        let a = unsafe { &*(h as *const AtomicU64) };
+        match op {
+            AmoOp::Swap => a.swap(src, SeqCst),
+            AmoOp::Add => a.fetch_add(src, SeqCst),
+            AmoOp::Xor => a.fetch_xor(src, SeqCst),
+            AmoOp::And => a.fetch_and(src, SeqCst),
+            AmoOp::Or => a.fetch_or(src, SeqCst),
+            AmoOp::MinU => a.fetch_min(src, SeqCst),
+            AmoOp::MaxU => a.fetch_max(src, SeqCst),
+            AmoOp::Min => rmw64(a, |x| (x as i64).min(src as i64) as u64),
+            AmoOp::Max => rmw64(a, |x| (x as i64).max(src as i64) as u64),
+        }
+    }
+}
+
+fn rmw32(a: &AtomicU32, f: impl Fn(u32) -> u32) -> u32 {
+    let mut cur = a.load(SeqCst);
+    loop {
+        match a.compare_exchange_weak(cur, f(cur), SeqCst, SeqCst) {
+            Ok(v) => return v,
+            Err(v) => cur = v,
+        }
+    }
+}
+fn rmw64(a: &AtomicU64, f: impl Fn(u64) -> u64) -> u64 {
+    let mut cur = a.load(SeqCst);
+    loop {
+        match a.compare_exchange_weak(cur, f(cur), SeqCst, SeqCst) {
+            Ok(v) => return v,
+            Err(v) => cur = v,
+        }
+    }
+}
+
+/// # Safety
+/// As for [`amo`].
+unsafe fn cas(h: usize, size_log2: u8, expect: u64, new: u64) -> bool {
+    if size_log2 == 2 {
+        // SAFETY: aligned u32 location (caller contract).
+        let a = unsafe { &*(h as *const AtomicU32) };
+        a.compare_exchange(expect as u32, new as u32, SeqCst, SeqCst)
+            .is_ok()
+    } else {
+        // SAFETY: aligned u64 location (caller contract).
+        let a = unsafe { &*(h as *const AtomicU64) };
+        a.compare_exchange(expect, new, SeqCst, SeqCst).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn division_is_total() {
+        assert_eq!(div_s(5, 0), -1);
+        assert_eq!(rem_s(5, 0), 5);
+        assert_eq!(div_s(i64::MIN, -1), i64::MIN);
+        assert_eq!(rem_s(i64::MIN, -1), 0);
+        assert_eq!(div_u(5, 0), u64::MAX);
+        assert_eq!(rem_u(5, 0), 5);
+    }
+}

@@ -1,0 +1,525 @@
+//! The intermediate representation: straight-line ops over register *slots*, ended by one
+//! [`Terminator`]. A slot indexes [`crate::CpuState::regs`]; the frontend decides which slots hold
+//! guest registers and which are temporaries. Ops carry everything they need inline (no pointers),
+//! so a block can be interpreted directly or lowered by a compiler tier.
+//!
+//! Semantics are total: every op is defined for every input (e.g. division by zero), so a backend
+//! never needs guest knowledge.
+
+/// Index of a 64-bit register slot in `CpuState::regs` (256 slots, so any `u8` is in bounds).
+pub type Slot = u8;
+
+/// Comparison used by branches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cond {
+    Eq,
+    Ne,
+    /// signed <
+    Lt,
+    /// signed >=
+    Ge,
+    /// unsigned <
+    LtU,
+    /// unsigned >=
+    GeU,
+}
+
+impl Cond {
+    #[inline(always)]
+    pub fn eval(self, a: u64, b: u64) -> bool {
+        match self {
+            Cond::Eq => a == b,
+            Cond::Ne => a != b,
+            Cond::Lt => (a as i64) < (b as i64),
+            Cond::Ge => (a as i64) >= (b as i64),
+            Cond::LtU => a < b,
+            Cond::GeU => a >= b,
+        }
+    }
+}
+
+/// Read-modify-write operation of an atomic memory op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AmoOp {
+    Swap,
+    Add,
+    Xor,
+    And,
+    Or,
+    Min,
+    Max,
+    MinU,
+    MaxU,
+}
+
+/// One IR operation. `d` is the destination slot, `a`/`b` sources, `imm` an immediate.
+/// Ops whose name ends in `W` compute on the low 32 bits and sign-extend the result to 64.
+/// Division follows the total convention: x/0 = all ones, x%0 = x, MIN/-1 = MIN, MIN%-1 = 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    MovI {
+        d: Slot,
+        imm: i64,
+    },
+    Mov {
+        d: Slot,
+        a: Slot,
+    },
+
+    Add {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    Sub {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    And {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    Or {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    Xor {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    /// shift amount is `b & 63`
+    Shl {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    Shr {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    Sar {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    /// d = (a <s b) as u64
+    SetLt {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    SetLtU {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    Mul {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    /// high 64 bits of signed × signed
+    MulHS {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    /// high 64 bits of signed × unsigned
+    MulHSU {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    MulHU {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    Div {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    DivU {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    Rem {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    RemU {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+
+    AddW {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    SubW {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    /// shift amount is `b & 31`
+    ShlW {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    ShrW {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    SarW {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    MulW {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    DivW {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    DivUW {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    RemW {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    RemUW {
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+
+    AddI {
+        d: Slot,
+        a: Slot,
+        imm: i64,
+    },
+    AndI {
+        d: Slot,
+        a: Slot,
+        imm: i64,
+    },
+    OrI {
+        d: Slot,
+        a: Slot,
+        imm: i64,
+    },
+    XorI {
+        d: Slot,
+        a: Slot,
+        imm: i64,
+    },
+    ShlI {
+        d: Slot,
+        a: Slot,
+        sh: u8,
+    },
+    ShrI {
+        d: Slot,
+        a: Slot,
+        sh: u8,
+    },
+    SarI {
+        d: Slot,
+        a: Slot,
+        sh: u8,
+    },
+    SetLtI {
+        d: Slot,
+        a: Slot,
+        imm: i64,
+    },
+    SetLtUI {
+        d: Slot,
+        a: Slot,
+        imm: i64,
+    },
+    AddIW {
+        d: Slot,
+        a: Slot,
+        imm: i64,
+    },
+    ShlIW {
+        d: Slot,
+        a: Slot,
+        sh: u8,
+    },
+    ShrIW {
+        d: Slot,
+        a: Slot,
+        sh: u8,
+    },
+    SarIW {
+        d: Slot,
+        a: Slot,
+        sh: u8,
+    },
+
+    /// d = load(a + off), little-endian, zero- or sign-extended per the op.
+    LdU8 {
+        d: Slot,
+        a: Slot,
+        off: i32,
+    },
+    LdS8 {
+        d: Slot,
+        a: Slot,
+        off: i32,
+    },
+    LdU16 {
+        d: Slot,
+        a: Slot,
+        off: i32,
+    },
+    LdS16 {
+        d: Slot,
+        a: Slot,
+        off: i32,
+    },
+    LdU32 {
+        d: Slot,
+        a: Slot,
+        off: i32,
+    },
+    LdS32 {
+        d: Slot,
+        a: Slot,
+        off: i32,
+    },
+    Ld64 {
+        d: Slot,
+        a: Slot,
+        off: i32,
+    },
+    /// store(a + off) = low bytes of `s`
+    St8 {
+        s: Slot,
+        a: Slot,
+        off: i32,
+    },
+    St16 {
+        s: Slot,
+        a: Slot,
+        off: i32,
+    },
+    St32 {
+        s: Slot,
+        a: Slot,
+        off: i32,
+    },
+    St64 {
+        s: Slot,
+        a: Slot,
+        off: i32,
+    },
+
+    /// Atomic read-modify-write at address `a` of `1 << size_log2` bytes (2 or 3):
+    /// d = old value (sign-extended for 32 bits), memory = old OP s.
+    Amo {
+        op: AmoOp,
+        size_log2: u8,
+        d: Slot,
+        a: Slot,
+        s: Slot,
+    },
+    /// Load-reserved: d = load(a), and remember (address, value) as this vCPU's reservation.
+    LoadReserved {
+        size_log2: u8,
+        d: Slot,
+        a: Slot,
+    },
+    /// Store-conditional: if the reservation covers `a` and memory still holds the reserved value,
+    /// store `s` atomically and set d = 0; otherwise d = 1. Always clears the reservation.
+    StoreCond {
+        size_log2: u8,
+        d: Slot,
+        a: Slot,
+        s: Slot,
+    },
+
+    /// Full memory barrier (guest fences: host atomics are relaxed otherwise).
+    Fence,
+
+    /// Call into the guest (`Guest::helper`): d = helper(id, imm, regs[a]). May trap; then the
+    /// block ends there with the guest's trap state.
+    Helper {
+        id: u16,
+        d: Slot,
+        a: Slot,
+        imm: i64,
+    },
+}
+
+/// How a block ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Terminator {
+    /// Continue at a constant address (chainable, link slot 0).
+    Jump { target: u64 },
+    /// Conditional: `taken` when `cond(a, b)` holds (link slot 0), else `fallthrough` (slot 1).
+    Branch {
+        cond: Cond,
+        a: Slot,
+        b: Slot,
+        taken: u64,
+        fallthrough: u64,
+    },
+    /// Continue at the address in a slot (looked up, not chained).
+    JumpReg { a: Slot },
+    /// Return to the run loop and continue at `pc` (after an op that changed translation-relevant
+    /// state, requested a flush, or wants interrupts re-checked).
+    Exit { pc: u64 },
+    /// Return to the run loop; a helper has already set `CpuState::pc`.
+    ExitDynamic,
+}
+
+/// A translated block: the unit of caching, chaining and execution.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// Guest virtual address of the first instruction.
+    pub pc: u64,
+    /// Translation-relevant mode bits it was translated under (part of the cache key).
+    pub mode: u32,
+    pub ops: Vec<Op>,
+    pub term: Terminator,
+    /// Number of guest instructions in the block.
+    pub n_insns: u32,
+    /// For each op: index of the guest instruction that produced it (for precise traps).
+    pub op_insn: Vec<u16>,
+    /// For each guest instruction: its offset from `pc`.
+    pub insn_off: Vec<u16>,
+    /// Physical pages (addresses >> 12) the block's code was read from (1 or 2).
+    pub phys_pages: Vec<u64>,
+}
+
+impl Block {
+    /// Guest pc and instruction index of the instruction that produced op `i`.
+    #[inline]
+    pub fn insn_of_op(&self, i: usize) -> (u64, u32) {
+        let k = self.op_insn.get(i).copied().unwrap_or(0);
+        let off = self.insn_off.get(k as usize).copied().unwrap_or(0);
+        (self.pc.wrapping_add(off as u64), k as u32)
+    }
+}
+
+/// Builds a [`Block`]: the frontend calls [`BlockBuilder::begin_insn`] for each guest instruction,
+/// then emits its ops.
+#[derive(Debug)]
+pub struct BlockBuilder {
+    pc: u64,
+    mode: u32,
+    ops: Vec<Op>,
+    op_insn: Vec<u16>,
+    insn_off: Vec<u16>,
+    phys_pages: Vec<u64>,
+}
+
+impl BlockBuilder {
+    pub fn new(pc: u64, mode: u32) -> Self {
+        Self {
+            pc,
+            mode,
+            ops: Vec::with_capacity(64),
+            op_insn: Vec::with_capacity(64),
+            insn_off: Vec::with_capacity(32),
+            phys_pages: Vec::with_capacity(2),
+        }
+    }
+    pub fn start_pc(&self) -> u64 {
+        self.pc
+    }
+    pub fn n_insns(&self) -> usize {
+        self.insn_off.len()
+    }
+    /// Start a new guest instruction at `pc` (must be within 64 KiB of the block start).
+    pub fn begin_insn(&mut self, pc: u64) {
+        self.insn_off.push(pc.wrapping_sub(self.pc) as u16);
+    }
+    /// Drop the ops of the instruction begun last (when it turns out to be untranslatable here).
+    pub fn abandon_insn(&mut self) {
+        let k = self.insn_off.len().saturating_sub(1) as u16;
+        while self.op_insn.last() == Some(&k) && !self.insn_off.is_empty() {
+            self.op_insn.pop();
+            self.ops.pop();
+        }
+        self.insn_off.pop();
+    }
+    pub fn emit(&mut self, op: Op) {
+        self.ops.push(op);
+        self.op_insn
+            .push(self.insn_off.len().saturating_sub(1) as u16);
+    }
+    /// Record that the block's code comes from physical page `page` (address >> 12).
+    pub fn add_phys_page(&mut self, page: u64) {
+        if !self.phys_pages.contains(&page) {
+            self.phys_pages.push(page);
+        }
+    }
+    pub fn finish(self, term: Terminator) -> Block {
+        Block {
+            pc: self.pc,
+            mode: self.mode,
+            n_insns: self.insn_off.len() as u32,
+            ops: self.ops,
+            term,
+            op_insn: self.op_insn,
+            insn_off: self.insn_off,
+            phys_pages: self.phys_pages,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_stays_compact() {
+        // The interpreter streams ops; keep them two words.
+        assert!(
+            std::mem::size_of::<Op>() <= 16,
+            "Op is {} bytes",
+            std::mem::size_of::<Op>()
+        );
+    }
+
+    #[test]
+    fn builder_tracks_instruction_of_each_op() {
+        let mut b = BlockBuilder::new(0x1000, 0);
+        b.begin_insn(0x1000);
+        b.emit(Op::MovI { d: 1, imm: 1 });
+        b.begin_insn(0x1004);
+        b.emit(Op::MovI { d: 2, imm: 2 });
+        b.emit(Op::MovI { d: 3, imm: 3 });
+        b.begin_insn(0x1006);
+        b.emit(Op::MovI { d: 4, imm: 4 });
+        b.abandon_insn();
+        let blk = b.finish(Terminator::Exit { pc: 0x1006 });
+        assert_eq!(blk.n_insns, 2);
+        assert_eq!(blk.ops.len(), 3);
+        assert_eq!(blk.insn_of_op(2), (0x1004, 1));
+    }
+}

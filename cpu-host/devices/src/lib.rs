@@ -1,0 +1,35 @@
+//! In-process devices of the CPU process: the ones that sit on the hart's critical path
+//! (interrupt controllers, timer, console UART, test finisher, RTC) or answer probes.
+//!
+//! Contract: every device implements [`BusDevice`] and sees offsets relative to its own base.
+//! Devices never know about harts or the translator: interrupt outputs are [`IrqLine`]s that the
+//! board wires to whatever consumes them (a PLIC input, a hart's pending bit).
+//!
+//! Every device accepts any guest access (any offset, size 1/2/4/8 or odd, unaligned) without
+//! panicking: unknown registers read 0 and ignore writes, with a `tracing::debug!`.
+//!
+//! Interrupt lines are levels and are set while the device's lock is held, so a consumer never
+//! sees them out of order. Lock order is device → PLIC → hart line; an [`IrqLine`]
+//! implementation must not call back into the device that drives it.
+//!
+//! Threads: the ACLINT and the RTC each own one timer thread, joined on drop or `shutdown()`;
+//! the UART's optional input reader ([`uart::spawn_stdin_reader`]) is detached.
+#![forbid(unsafe_code)]
+
+pub mod aclint;
+pub mod bus;
+mod mmio;
+pub mod plic;
+pub mod rtc;
+pub mod test_finisher;
+mod timer;
+pub mod uart;
+pub mod virtio_mmio_empty;
+
+pub use aclint::{Aclint, AclintHart, Clock};
+pub use bus::{Bus, BusDevice, IrqLine, NoIrq};
+pub use plic::Plic;
+pub use rtc::GoldfishRtc;
+pub use test_finisher::{FinisherAction, TestFinisher};
+pub use uart::Uart;
+pub use virtio_mmio_empty::VirtioMmioEmpty;

@@ -1,0 +1,74 @@
+//! Privileged and system instructions: environment calls, trap returns, WFI, fences that
+//! affect translation. Privilege is part of the block key, so checks that depend only on it are
+//! done here; the rest (mstatus.TSR/TW/TVM) are done by the helpers at run time.
+
+use super::{slot, Illegal, TResult, Tr};
+use crate::decode::Args;
+use crate::helper;
+use crate::Priv;
+use tessera_dbt::{Op, Terminator};
+
+pub fn ecall(t: &mut Tr, _a: &Args) -> TResult {
+    t.emit(Op::Helper {
+        id: helper::ECALL,
+        d: slot::SINK,
+        a: 0,
+        imm: 0,
+    });
+    t.end_block(Terminator::ExitDynamic);
+    Ok(())
+}
+pub fn ebreak(t: &mut Tr, _a: &Args) -> TResult {
+    t.emit(Op::Helper {
+        id: helper::EBREAK,
+        d: slot::SINK,
+        a: 0,
+        imm: 0,
+    });
+    t.end_block(Terminator::ExitDynamic);
+    Ok(())
+}
+pub fn mret(t: &mut Tr, _a: &Args) -> TResult {
+    if t.priv_ != Priv::M {
+        return Err(Illegal);
+    }
+    t.emit(Op::Helper {
+        id: helper::MRET,
+        d: slot::SINK,
+        a: 0,
+        imm: 0,
+    });
+    t.end_block(Terminator::ExitDynamic);
+    Ok(())
+}
+pub fn sret(t: &mut Tr, _a: &Args) -> TResult {
+    if t.priv_ == Priv::U {
+        return Err(Illegal);
+    }
+    t.emit(Op::Helper {
+        id: helper::SRET,
+        d: slot::SINK,
+        a: 0,
+        imm: 0,
+    });
+    t.end_block(Terminator::ExitDynamic);
+    Ok(())
+}
+pub fn wfi(t: &mut Tr, _a: &Args) -> TResult {
+    t.helper_and_exit(helper::WFI, slot::SINK, 0, 0);
+    Ok(())
+}
+pub fn sfence_vma(t: &mut Tr, a: &Args) -> TResult {
+    if t.priv_ == Priv::U {
+        return Err(Illegal);
+    }
+    t.helper_and_exit(helper::SFENCE_VMA, slot::SINK, t.s(a.rs1), a.rs2 as i64);
+    Ok(())
+}
+/// Zifencei: makes this hart's earlier stores visible to its instruction fetches, which here
+/// means dropping its translated blocks.
+pub fn fence_i(t: &mut Tr, _a: &Args) -> TResult {
+    t.emit(Op::Fence);
+    t.helper_and_exit(helper::FENCE_I, slot::SINK, 0, 0);
+    Ok(())
+}

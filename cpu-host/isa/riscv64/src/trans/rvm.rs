@@ -1,0 +1,34 @@
+//! RV64M: multiplication and division (division by zero and overflow follow the IR's total
+//! division, which is exactly RISC-V's).
+
+use super::{TResult, Tr};
+use crate::decode::Args;
+use tessera_dbt::Op;
+
+macro_rules! alu {
+    ($name:ident, $op:ident) => {
+        pub fn $name(t: &mut Tr, a: &Args) -> TResult {
+            if a.rd != 0 {
+                t.emit(Op::$op {
+                    d: a.rd,
+                    a: t.s(a.rs1),
+                    b: t.s(a.rs2),
+                });
+            }
+            Ok(())
+        }
+    };
+}
+alu!(mul, Mul);
+alu!(mulh, MulHS);
+alu!(mulhsu, MulHSU);
+alu!(mulhu, MulHU);
+alu!(div, Div);
+alu!(divu, DivU);
+alu!(rem, Rem);
+alu!(remu, RemU);
+alu!(mulw, MulW);
+alu!(divw, DivW);
+alu!(divuw, DivUW);
+alu!(remw, RemW);
+alu!(remuw, RemUW);

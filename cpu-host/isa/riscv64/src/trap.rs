@@ -1,0 +1,161 @@
+//! Trap entry (exceptions and interrupts), delegation, trap return and WFI
+//! (privileged spec 3.1.6-3.1.9, 3.3, 10.1).
+
+use crate::csr::ms;
+use crate::hart::Hart;
+use crate::{cause, irq, Priv};
+use tessera_dbt::state::request;
+use tessera_dbt::Trapped;
+
+/// Interrupts in priority order (privileged spec 3.1.9).
+const PRIORITY: [u32; 6] = [irq::MEI, irq::MSI, irq::MTI, irq::SEI, irq::SSI, irq::STI];
+
+impl Hart {
+    /// Take exception `cause` with trap value `tval` at `cpu.pc`.
+    pub fn raise(&mut self, cause: u64, tval: u64) -> Trapped {
+        self.enter_trap(cause, tval);
+        Trapped
+    }
+
+    fn enter_trap(&mut self, cause: u64, tval: u64) {
+        let interrupt = cause & cause::INTERRUPT != 0;
+        let code = cause & !cause::INTERRUPT;
+        let deleg = if interrupt {
+            self.csr.mideleg
+        } else {
+            self.csr.medeleg
+        };
+        let epc = self.cpu.pc;
+        let from = self.priv_;
+        let c = &mut self.csr;
+        let (tvec, to) = if from != Priv::M && code < 64 && (deleg >> code) & 1 != 0 {
+            c.sepc = epc;
+            c.scause = cause;
+            c.stval = tval;
+            let sie = c.mstatus & ms::SIE != 0;
+            c.mstatus &= !(ms::SPIE | ms::SIE | ms::SPP);
+            if sie {
+                c.mstatus |= ms::SPIE;
+            }
+            if from == Priv::S {
+                c.mstatus |= ms::SPP;
+            }
+            (c.stvec, Priv::S)
+        } else {
+            c.mepc = epc;
+            c.mcause = cause;
+            c.mtval = tval;
+            let mie = c.mstatus & ms::MIE != 0;
+            c.mstatus &= !(ms::MPIE | ms::MIE | ms::MPP);
+            if mie {
+                c.mstatus |= ms::MPIE;
+            }
+            c.mstatus |= (from as u64) << ms::MPP_SHIFT;
+            (c.mtvec, Priv::M)
+        };
+        let base = tvec & !3;
+        self.cpu.pc = if interrupt && tvec & 3 == 1 {
+            base.wrapping_add(4 * code)
+        } else {
+            base
+        };
+        self.set_priv(to);
+    }
+
+    pub(crate) fn set_priv(&mut self, p: Priv) {
+        self.priv_ = p;
+        self.update_interrupt_enables();
+    }
+
+    /// Recompute which pending lines would be taken now, and which end a WFI. Called after every
+    /// change of privilege, mstatus, mie or mideleg.
+    pub fn update_interrupt_enables(&mut self) {
+        let c = &self.csr;
+        let m_level = c.mie & !c.mideleg;
+        let s_level = c.mie & c.mideleg;
+        let m_on = self.priv_ < Priv::M || c.mstatus & ms::MIE != 0;
+        let s_on = self.priv_ < Priv::S || (self.priv_ == Priv::S && c.mstatus & ms::SIE != 0);
+        let mut en = 0;
+        if m_on {
+            en |= m_level;
+        }
+        if s_on {
+            en |= s_level;
+        }
+        let fold = |m: u64| m | ((m & (1 << irq::SEI)) << 32);
+        self.cpu.irq_enabled = fold(en);
+        self.cpu.wake_mask = fold(c.mie);
+    }
+
+    /// Take the highest-priority enabled pending interrupt (called at block boundaries).
+    pub(crate) fn interrupt(&mut self, _pending: u64) {
+        let pending = self.mip() & self.csr.mie;
+        let en = self.cpu.irq_enabled;
+        let m_first = pending & en & !self.csr.mideleg;
+        let s_next = pending & en & self.csr.mideleg;
+        for set in [m_first, s_next] {
+            if let Some(&i) = PRIORITY.iter().find(|&&i| set & (1 << i) != 0) {
+                self.enter_trap(cause::INTERRUPT | i as u64, 0);
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn mret(&mut self) -> Result<(), Trapped> {
+        let c = &mut self.csr;
+        let mpp = Priv::from_bits((c.mstatus & ms::MPP) >> ms::MPP_SHIFT);
+        let mpie = c.mstatus & ms::MPIE != 0;
+        c.mstatus &= !(ms::MIE | ms::MPP);
+        if mpie {
+            c.mstatus |= ms::MIE;
+        }
+        c.mstatus |= ms::MPIE;
+        if mpp != Priv::M {
+            c.mstatus &= !ms::MPRV;
+        }
+        self.cpu.pc = c.mepc;
+        self.set_priv(mpp);
+        Ok(())
+    }
+
+    pub(crate) fn sret(&mut self) -> Result<(), Trapped> {
+        if self.priv_ == Priv::S && self.csr.mstatus & ms::TSR != 0 {
+            return Err(self.illegal());
+        }
+        let c = &mut self.csr;
+        let spp = if c.mstatus & ms::SPP != 0 {
+            Priv::S
+        } else {
+            Priv::U
+        };
+        let spie = c.mstatus & ms::SPIE != 0;
+        c.mstatus &= !(ms::SIE | ms::SPP | ms::MPRV);
+        if spie {
+            c.mstatus |= ms::SIE;
+        }
+        c.mstatus |= ms::SPIE;
+        self.cpu.pc = c.sepc;
+        self.set_priv(spp);
+        Ok(())
+    }
+
+    /// WFI: park the hart (after this instruction) until an interrupt enabled in `mie` is pending.
+    pub(crate) fn wfi(&mut self) -> Result<(), Trapped> {
+        let tw = self.csr.mstatus & ms::TW != 0;
+        if self.priv_ == Priv::U || (self.priv_ == Priv::S && tw) {
+            return Err(self.illegal());
+        }
+        if self.mip() & self.csr.mie == 0 {
+            self.cpu.requests |= request::WAIT;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn sfence_vma(&mut self, _vaddr: u64, _asid_reg: u8) -> Result<(), Trapped> {
+        if self.priv_ == Priv::S && self.csr.mstatus & ms::TVM != 0 {
+            return Err(self.illegal());
+        }
+        self.cpu.tlb.flush();
+        Ok(())
+    }
+}
