@@ -833,7 +833,12 @@ pub fn build(p: &Program, dir: &Path, name: &str) -> Result<PathBuf> {
                 "-mabi=lp64",
             ])
             .arg(format!("-march={}", p.march()))
-            .args(["-Wl,-Ttext=0x80000000", "-Wl,--no-warn-rwx-segments", "-o"])
+            .args([
+                "-Wl,-Ttext=0x80000000",
+                "-Wl,-n",
+                "-Wl,--no-warn-rwx-segments",
+                "-o",
+            ])
             .arg(&elf)
             .arg(&src),
         Duration::from_secs(60),

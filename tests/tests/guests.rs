@@ -1,0 +1,149 @@
+//! Bare-metal riscv64 guest programs (`tests/guests/riscv64/`), one test per program
+//! (`guest_<name>`). All programs are built once with `riscv64-unknown-elf-gcc`, then each runs on
+//! the selected runner and passes when the machine exits with status 0 within its timeout.
+//!
+//! Environment:
+//! - `TESSERA_GUEST_RUNNER`: `tessera` (default; `tessera-cpu --bios none --kernel X.elf --harts N
+//!   --serial stdio`) or `qemu` (`qemu-system-riscv64 -M virt -m 256M -smp N -bios none ...`).
+//! - `TESSERA_GUEST_TIMEOUT_SCALE`: multiply every timeout (e.g. `5` for a slow debug build).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use tessera_tests::guestbuild::{self, GuestProgram};
+use tessera_tests::{bin_path, run_with_timeout};
+
+const CC: &str = "riscv64-unknown-elf-gcc";
+const CC_PACKAGE: &str = "gcc-riscv64-unknown-elf";
+
+#[derive(Clone, Copy, Debug)]
+enum Runner {
+    Tessera,
+    Qemu,
+}
+
+impl Runner {
+    fn from_env() -> Result<Self, String> {
+        match std::env::var("TESSERA_GUEST_RUNNER").as_deref() {
+            Err(_) | Ok("") | Ok("tessera") => Ok(Self::Tessera),
+            Ok("qemu") => Ok(Self::Qemu),
+            Ok(other) => Err(format!(
+                "TESSERA_GUEST_RUNNER={other}: expected `tessera` or `qemu`"
+            )),
+        }
+    }
+
+    fn command(self, elf: &Path, harts: u32) -> Result<Command, String> {
+        match self {
+            Self::Tessera => {
+                let bin = std::panic::catch_unwind(|| bin_path("tessera-cpu")).map_err(|e| {
+                    e.downcast_ref::<String>()
+                        .cloned()
+                        .unwrap_or_else(|| "tessera-cpu not found".into())
+                })?;
+                let mut c = Command::new(bin);
+                c.args(["--bios", "none", "--kernel"]).arg(elf).args([
+                    "--harts",
+                    &harts.to_string(),
+                    "--serial",
+                    "stdio",
+                ]);
+                Ok(c)
+            }
+            Self::Qemu => {
+                let mut c = Command::new("qemu-system-riscv64");
+                c.args(["-M", "virt", "-m", "256M", "-smp", &harts.to_string()])
+                    .args([
+                        "-bios",
+                        "none",
+                        "-nographic",
+                        "-monitor",
+                        "none",
+                        "-serial",
+                        "stdio",
+                    ])
+                    .arg("-kernel")
+                    .arg(elf);
+                Ok(c)
+            }
+        }
+    }
+}
+
+fn src_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/riscv64")
+}
+
+fn out_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests-riscv64")
+}
+
+fn timeout_scale() -> f64 {
+    std::env::var("TESSERA_GUEST_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(1.0)
+}
+
+/// Builds every guest once (the first test to need them does it; the others wait).
+fn built() -> &'static Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = out_dir();
+        guestbuild::build(&src_dir(), &out, CC, CC_PACKAGE).map(|()| out)
+    })
+}
+
+fn run_guest(prog: &GuestProgram, runner: Result<Runner, String>) -> Result<(), Failed> {
+    let runner = runner?;
+    let out = built()
+        .as_ref()
+        .map_err(|e| Failed::from(format!("building guests: {e}")))?;
+    let elf = prog.elf(out);
+    let timeout = prog.timeout.mul_f64(timeout_scale());
+    let mut cmd = runner.command(&elf, prog.harts)?;
+    let res = run_with_timeout(&mut cmd, timeout)
+        .map_err(|e| format!("starting {:?} for {}: {e}", runner, elf.display()))?;
+    if !res.timed_out && res.code == Some(0) {
+        return Ok(());
+    }
+    let status = if res.timed_out {
+        format!("timed out after {timeout:?}")
+    } else {
+        match res.code {
+            Some(c) => format!("exit status {c} (the failing check's code)"),
+            None => "killed by a signal".to_owned(),
+        }
+    };
+    Err(format!(
+        "{} on {:?} with {} hart(s): {status}\n--- UART (stdout) ---\n{}\n--- stderr ---\n{}",
+        prog.name, runner, prog.harts, res.stdout, res.stderr
+    )
+    .into())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let programs = match guestbuild::discover(&src_dir()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("reading {}: {e}", src_dir().display());
+            std::process::exit(101);
+        }
+    };
+    let runner = Runner::from_env();
+    let trials = programs
+        .into_iter()
+        .map(|prog| {
+            let prog = Arc::new(prog);
+            let runner = runner.clone();
+            Trial::test(format!("guest_{}", prog.name), move || {
+                run_guest(&prog, runner)
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
