@@ -31,8 +31,23 @@ fn main() {
     match tessera_cpu::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("tessera-cpu: error: {e:#}");
+            eprintln!("tessera-cpu: error: {}", one_line(&e));
             std::process::exit(1);
         }
     }
+}
+
+/// The error chain on one line, skipping causes whose text the message already contains.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&text);
+        }
+    }
+    msg.replace('\n', " ")
 }

@@ -1,30 +1,34 @@
-//! The host terminal and signals: SIGINT/SIGTERM are taken by a dedicated thread (sigwait), so
-//! they stop the machine cleanly; an interactive stdin is put in raw mode (keeping ISIG, so Ctrl-C
+//! The host terminal and signals: SIGINT/SIGTERM are taken by a dedicated thread, so they stop
+//! the machine cleanly (signal-hook installs real handlers, so this works even when the parent
+//! started us with SIGINT ignored, as shells do for background jobs); an interactive stdin is put in raw mode (keeping ISIG, so Ctrl-C
 //! still stops) while the guest owns the console, and restored afterwards.
 
-use nix::sys::signal::{SigSet, Signal};
 use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 use std::io::IsTerminal;
 
-/// Blocks SIGINT and SIGTERM in this and all later threads and handles them on one thread.
-pub struct SignalThread;
+/// Handles SIGINT and SIGTERM on a thread of its own for as long as it lives.
+pub struct SignalThread(signal_hook::iterator::Handle);
 
 impl SignalThread {
-    /// Must be called before any other thread is started, so every thread inherits the mask.
     pub fn start(on_signal: impl Fn() + Send + 'static) -> anyhow::Result<Self> {
-        let mut set = SigSet::empty();
-        set.add(Signal::SIGINT);
-        set.add(Signal::SIGTERM);
-        set.thread_block()?;
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let handle = signals.handle();
         std::thread::Builder::new()
             .name("signals".into())
-            .spawn(move || loop {
-                if let Ok(sig) = set.wait() {
-                    tracing::info!(?sig, "stopping");
+            .spawn(move || {
+                for sig in signals.forever() {
+                    tracing::info!(sig, "stopping");
                     on_signal();
                 }
             })?;
-        Ok(SignalThread)
+        Ok(SignalThread(handle))
+    }
+}
+
+impl Drop for SignalThread {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 

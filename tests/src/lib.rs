@@ -3,6 +3,7 @@
 //! cross compilers.
 #![forbid(unsafe_code)]
 
+pub mod console;
 pub mod difftest;
 pub mod guestbuild;
 pub mod proc;

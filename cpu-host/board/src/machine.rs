@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use tessera_dbt::cache::{BlockCache, CacheStats};
 use tessera_dbt::mem::{HostRegion, Mmio, PhysMap};
+use tessera_dbt::reset_gate::ResetGate;
 use tessera_dbt::VcpuSignals;
 use tessera_devices::{
     Aclint, AclintHart, Bus, BusDevice, Clock, FinisherAction, GoldfishRtc, IrqLine, Plic,
@@ -126,6 +127,9 @@ impl ExitReason {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HartStats {
     pub icount: u64,
+    /// Where the hart was when the machine stopped (pc, privilege 0/1/3).
+    pub pc: u64,
+    pub privilege: u8,
     pub cache: CacheStats,
 }
 
@@ -515,18 +519,22 @@ impl Machine {
             })?;
         }
         let mut threads: Vec<JoinHandle<HartStats>> = Vec::new();
+        let gate = Arc::new(ResetGate::new(self.harts.len()));
         for (i, mut hart) in self.harts.into_iter().enumerate() {
             let signals = hart.signals().clone();
             let stopper = self.stopper.clone();
+            let gate = gate.clone();
             let t = std::thread::Builder::new()
                 .name(format!("hart{i}"))
                 .spawn(move || {
                     let mut cache = BlockCache::new();
-                    tessera_dbt::exec::run(&mut *hart, &mut cache, &signals);
+                    tessera_dbt::exec::run(&mut *hart, &mut cache, &signals, Some(&gate));
                     // One hart stopping for any reason stops the machine.
                     stopper.stop(ExitReason::Stopped);
                     HartStats {
                         icount: hart.cpu.icount,
+                        pc: hart.cpu.pc,
+                        privilege: hart.priv_ as u8,
                         cache: cache.stats,
                     }
                 })

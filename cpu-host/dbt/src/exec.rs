@@ -4,14 +4,52 @@
 use crate::cache::BlockCache;
 use crate::guest::Guest;
 use crate::interp::{exec_block, BlockExit};
+use crate::reset_gate::{ResetGate, LOCKSTEP_BLOCKS};
 use crate::signals::VcpuSignals;
 use crate::state::request;
 
-/// Run until a stop is requested through `signals`.
-pub fn run<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &VcpuSignals) {
+/// Run until a stop is requested through `signals`. With a `gate`, the first blocks after reset
+/// run in lockstep with the other vCPUs (see [`crate::reset_gate`]).
+pub fn run<G: Guest>(
+    g: &mut G,
+    cache: &mut BlockCache,
+    signals: &VcpuSignals,
+    gate: Option<&ResetGate>,
+) {
+    let mut lockstep = if gate.is_some() { LOCKSTEP_BLOCKS } else { 0 };
+    run_loop(g, cache, signals, gate, &mut lockstep);
+    if let (Some(gate), true) = (gate, lockstep > 0) {
+        gate.leave();
+    }
+}
+
+fn run_loop<G: Guest>(
+    g: &mut G,
+    cache: &mut BlockCache,
+    signals: &VcpuSignals,
+    gate: Option<&ResetGate>,
+    lockstep: &mut u32,
+) {
     let mut next: Option<u32> = None;
     loop {
+        if *lockstep > 0 {
+            if let Some(gate) = gate {
+                *lockstep -= 1;
+                if *lockstep == 0 {
+                    gate.leave();
+                } else {
+                    gate.step();
+                }
+            }
+        }
         if g.cpu_ref().requests != 0 {
+            if g.cpu_ref().requests & request::WAIT != 0 && *lockstep > 0 {
+                // Parking: the others must not wait for us.
+                *lockstep = 0;
+                if let Some(gate) = gate {
+                    gate.leave();
+                }
+            }
             boundary_requests(g, cache, signals);
             next = None;
         }

@@ -1,0 +1,271 @@
+//! tessera-cpu's command line and hostile inputs: every bad argument or image ends with a one-line
+//! error and a non-zero status, never a panic; a guest running random code cannot crash the
+//! process.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use tessera_tests::{bin_path, run_with_timeout, ChildGuard, RunOutput};
+
+fn tessera(args: &[&str]) -> RunOutput {
+    run_with_timeout(
+        Command::new(bin_path("tessera-cpu")).args(args),
+        Duration::from_secs(30),
+    )
+    .expect("run tessera-cpu")
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    dir.join(name)
+}
+
+/// Non-zero exit, exactly one line on stderr naming `what`, nothing that looks like a panic.
+fn assert_one_line_error(out: &RunOutput, what: &str) {
+    assert!(!out.timed_out, "timed out");
+    assert!(
+        matches!(out.code, Some(c) if c != 0),
+        "expected failure, got {:?}; stderr: {}",
+        out.code,
+        out.stderr
+    );
+    assert_ne!(
+        out.code,
+        Some(101),
+        "exit 101 is a Rust panic: {}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "panic: {}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "want one line, got: {:?}", out.stderr);
+    assert!(lines[0].starts_with("tessera-cpu: error: "), "{}", lines[0]);
+    assert!(
+        lines[0].contains(what),
+        "error {:?} does not mention {what:?}",
+        lines[0]
+    );
+}
+
+#[test]
+fn help_lists_every_option_and_exits_0() {
+    let out = tessera(&["--help"]);
+    assert_eq!(out.code, Some(0));
+    for opt in [
+        "--harts",
+        "--ram",
+        "--bios",
+        "--kernel",
+        "--initrd",
+        "--append",
+        "--serial",
+        "--dump-dtb",
+        "--stats",
+    ] {
+        assert!(out.stdout.contains(opt), "--help lacks {opt}");
+    }
+}
+
+#[test]
+fn unknown_flag_is_a_one_line_error() {
+    assert_one_line_error(&tessera(&["--frobnicate"]), "--frobnicate");
+}
+
+#[test]
+fn ram_zero_is_rejected() {
+    assert_one_line_error(
+        &tessera(&["--ram", "0", "--bios", "none", "--kernel", "/dev/null"]),
+        "--ram",
+    );
+}
+
+#[test]
+fn ram_with_bad_suffix_is_rejected() {
+    assert_one_line_error(&tessera(&["--ram", "12Q"]), "12Q");
+}
+
+#[test]
+fn zero_harts_is_rejected() {
+    assert_one_line_error(
+        &tessera(&["--harts", "0", "--bios", "none", "--kernel", "/dev/null"]),
+        "--harts",
+    );
+}
+
+#[test]
+fn missing_kernel_file_is_a_one_line_error() {
+    assert_one_line_error(
+        &tessera(&["--bios", "none", "--kernel", "/nonexistent/kernel.elf"]),
+        "/nonexistent/kernel.elf",
+    );
+}
+
+#[test]
+fn missing_firmware_file_is_a_one_line_error() {
+    assert_one_line_error(
+        &tessera(&["--bios", "/nonexistent/fw.bin"]),
+        "/nonexistent/fw.bin",
+    );
+}
+
+#[test]
+fn bios_none_without_kernel_is_rejected() {
+    assert_one_line_error(&tessera(&["--bios", "none"]), "--kernel");
+}
+
+#[test]
+fn truncated_elf_is_a_one_line_error() {
+    // A real ELF header cut short: magic and class present, the rest missing.
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    elf.resize(40, 0);
+    let p = tmp("truncated.elf");
+    std::fs::write(&p, &elf).expect("write");
+    assert_one_line_error(
+        &tessera(&["--bios", "none", "--kernel", p.to_str().expect("utf8")]),
+        "truncated",
+    );
+}
+
+#[test]
+fn elf_with_program_headers_beyond_the_file_is_a_one_line_error() {
+    let mut elf = vec![0u8; 64];
+    elf[..8].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
+    elf[16] = 2; // ET_EXEC
+    elf[18] = 243; // EM_RISCV
+    elf[20] = 1;
+    elf[32..40].copy_from_slice(&0x1000u64.to_le_bytes()); // e_phoff far beyond the file
+    elf[54] = 56; // e_phentsize
+    elf[56] = 1; // e_phnum
+    let p = tmp("badphdr.elf");
+    std::fs::write(&p, &elf).expect("write");
+    assert_one_line_error(
+        &tessera(&["--bios", "none", "--kernel", p.to_str().expect("utf8")]),
+        "beyond",
+    );
+}
+
+#[test]
+fn image_larger_than_ram_is_a_one_line_error() {
+    let p = tmp("big.bin");
+    std::fs::write(&p, vec![0u8; 3 << 20]).expect("write");
+    assert_one_line_error(
+        &tessera(&[
+            "--ram",
+            "2M",
+            "--bios",
+            "none",
+            "--kernel",
+            p.to_str().expect("utf8"),
+        ]),
+        "does not fit in RAM",
+    );
+}
+
+#[test]
+fn dump_dtb_writes_a_device_tree_blob() {
+    let p = tmp("virt.dtb");
+    let _ = std::fs::remove_file(&p);
+    let out = tessera(&[
+        "--harts",
+        "2",
+        "--bios",
+        "none",
+        "--kernel",
+        "/dev/null",
+        "--dump-dtb",
+        p.to_str().expect("utf8"),
+    ]);
+    // /dev/null is an empty raw image: accepted or refused, but never a panic.
+    if out.code == Some(0) {
+        let blob = std::fs::read(&p).expect("dtb written");
+        assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed], "FDT magic");
+    } else {
+        assert_one_line_error(&out, "kernel");
+    }
+}
+
+/// Random instruction words executed in M-mode with a trap handler that skips the faulting
+/// instruction: CSR writes, wild loads/stores, illegal encodings, jumps anywhere. Whatever the
+/// guest does, the process must keep running until it is told to stop, then stop cleanly.
+#[test]
+fn random_guest_code_never_crashes_the_process() {
+    // Prologue: mtvec = handler; handler: mepc += 4, mret. Then random words.
+    let prologue: [u32; 8] = [
+        0x0000_0297, // auipc t0, 0
+        0x0202_8293, // addi  t0, t0, 32   -> handler at +32
+        0x3052_9073, // csrw  mtvec, t0
+        0x0400_006f, // j     +64 (over the handler, into the random words)
+        0x0000_0013, // nop
+        0x0000_0013, // nop
+        0x0000_0013, // nop
+        0x0000_0013, // nop
+    ];
+    let handler: [u32; 8] = [
+        0x3410_2373, // csrr  t1, mepc
+        0x0043_0313, // addi  t1, t1, 4
+        0x3413_1073, // csrw  mepc, t1
+        0x3020_0073, // mret
+        0x0000_0013,
+        0x0000_0013,
+        0x0000_0013,
+        0x0000_0013,
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..4 {
+        let mut words: Vec<u32> = prologue.iter().chain(handler.iter()).copied().collect();
+        for _ in 0..4096 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let w = seed as u32;
+            // Never write the test finisher by accident often: any exit is fine, but we want runtime.
+            words.push(w);
+        }
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let p = tmp(&format!("random{round}.bin"));
+        std::fs::write(&p, &bytes).expect("write");
+        let mut g = ChildGuard::spawn(
+            Command::new(bin_path("tessera-cpu"))
+                .args([
+                    "--harts", "2", "--serial", "none", "--bios", "none", "--kernel",
+                ])
+                .arg(&p)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped()),
+        )
+        .expect("spawn");
+        let early = g.wait_timeout(Duration::from_millis(700)).expect("wait");
+        if early.is_none() {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(g.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .expect("kill");
+        }
+        let status = match early {
+            Some(s) => s,
+            None => g
+                .wait_timeout(Duration::from_secs(10))
+                .expect("wait")
+                .expect("exits after SIGTERM"),
+        };
+        let mut err = String::new();
+        if let Some(mut e) = g.child().stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(!err.contains("panicked"), "round {round}: panic: {err}");
+        assert!(
+            status.code().is_some(),
+            "round {round}: killed by a signal: {status:?} {err}"
+        );
+        assert_ne!(status.code(), Some(101), "round {round}: panic exit: {err}");
+        if early.is_none() {
+            assert_eq!(
+                status.code(),
+                Some(130),
+                "round {round}: SIGTERM should stop with 130: {err}"
+            );
+        }
+    }
+}
