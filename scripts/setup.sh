@@ -33,5 +33,5 @@ fi
 
 if [ "${1:-}" != "--no-build" ]; then
     cd "$(dirname "$0")/.."
-    cargo build --release --workspace --bins
+    cargo build --release -p tessera-cpu
 fi

@@ -241,7 +241,7 @@ impl Machine {
             return Err(BoardError::Harts(cfg.harts));
         }
         if cfg.ram_size == 0
-            || cfg.ram_size % 4096 != 0
+            || !cfg.ram_size.is_multiple_of(4096)
             || cfg.ram_size > u64::MAX - memmap::DRAM_BASE
         {
             return Err(BoardError::Ram(cfg.ram_size));

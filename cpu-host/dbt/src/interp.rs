@@ -22,6 +22,31 @@ fn sext32(v: u64) -> u64 {
     v as u32 as i32 as i64 as u64
 }
 
+#[inline(always)]
+fn zext8(v: u64) -> u64 {
+    v as u8 as u64
+}
+#[inline(always)]
+fn sext8(v: u64) -> u64 {
+    v as u8 as i8 as i64 as u64
+}
+#[inline(always)]
+fn zext16(v: u64) -> u64 {
+    v as u16 as u64
+}
+#[inline(always)]
+fn sext16(v: u64) -> u64 {
+    v as u16 as i16 as i64 as u64
+}
+#[inline(always)]
+fn zext32(v: u64) -> u64 {
+    v as u32 as u64
+}
+#[inline(always)]
+fn ident(v: u64) -> u64 {
+    v
+}
+
 fn div_s(a: i64, b: i64) -> i64 {
     if b == 0 {
         -1
@@ -78,8 +103,7 @@ pub fn exec_block<G: Guest>(g: &mut G, b: &Block) -> BlockExit {
                     }
                 }
             };
-            let ext: fn(u64) -> u64 = $ext;
-            r!($d) = ext(v);
+            r!($d) = $ext(v);
         }};
     }
     macro_rules! store {
@@ -166,13 +190,13 @@ pub fn exec_block<G: Guest>(g: &mut G, b: &Block) -> BlockExit {
             Op::ShlIW { d, a, sh } => r!(d) = sext32(((r!(a) as u32) << (sh & 31)) as u64),
             Op::ShrIW { d, a, sh } => r!(d) = sext32(((r!(a) as u32) >> (sh & 31)) as u64),
             Op::SarIW { d, a, sh } => r!(d) = ((r!(a) as i32) >> (sh & 31)) as i64 as u64,
-            Op::LdU8 { d, a, off } => load!(d, a, off, 0, |v| v as u8 as u64, i),
-            Op::LdS8 { d, a, off } => load!(d, a, off, 0, |v| v as u8 as i8 as i64 as u64, i),
-            Op::LdU16 { d, a, off } => load!(d, a, off, 1, |v| v as u16 as u64, i),
-            Op::LdS16 { d, a, off } => load!(d, a, off, 1, |v| v as u16 as i16 as i64 as u64, i),
-            Op::LdU32 { d, a, off } => load!(d, a, off, 2, |v| v as u32 as u64, i),
+            Op::LdU8 { d, a, off } => load!(d, a, off, 0, zext8, i),
+            Op::LdS8 { d, a, off } => load!(d, a, off, 0, sext8, i),
+            Op::LdU16 { d, a, off } => load!(d, a, off, 1, zext16, i),
+            Op::LdS16 { d, a, off } => load!(d, a, off, 1, sext16, i),
+            Op::LdU32 { d, a, off } => load!(d, a, off, 2, zext32, i),
             Op::LdS32 { d, a, off } => load!(d, a, off, 2, sext32, i),
-            Op::Ld64 { d, a, off } => load!(d, a, off, 3, |v| v, i),
+            Op::Ld64 { d, a, off } => load!(d, a, off, 3, ident, i),
             Op::St8 { s, a, off } => store!(s, a, off, 0, i),
             Op::St16 { s, a, off } => store!(s, a, off, 1, i),
             Op::St32 { s, a, off } => store!(s, a, off, 2, i),

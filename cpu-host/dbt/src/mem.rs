@@ -160,11 +160,8 @@ mod tests {
                     (1u64 << (8 << sz)) - 1
                 };
                 // SAFETY: within `buf`.
-                assert_eq!(
-                    unsafe { load(h + off, sz) },
-                    v & mask,
-                    "off {off} size {sz}"
-                );
+                let got = unsafe { load(h + off, sz) };
+                assert_eq!(got, v & mask, "off {off} size {sz}");
             }
         }
     }

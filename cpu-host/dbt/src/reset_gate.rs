@@ -22,10 +22,16 @@ struct State {
 pub struct ResetGate {
     state: Mutex<State>,
     cv: Condvar,
+    timeout: Duration,
 }
 
 impl ResetGate {
     pub fn new(vcpus: usize) -> Self {
+        Self::with_timeout(vcpus, STEP_TIMEOUT)
+    }
+
+    /// A gate whose steps wait at most `timeout` for the other vCPUs.
+    pub fn with_timeout(vcpus: usize, timeout: Duration) -> Self {
         Self {
             state: Mutex::new(State {
                 active: vcpus,
@@ -33,6 +39,7 @@ impl ResetGate {
                 generation: 0,
             }),
             cv: Condvar::new(),
+            timeout,
         }
     }
 
@@ -49,7 +56,7 @@ impl ResetGate {
         let gen = s.generation;
         let (mut s, res) = self
             .cv
-            .wait_timeout_while(s, STEP_TIMEOUT, |s| s.generation == gen)
+            .wait_timeout_while(s, self.timeout, |s| s.generation == gen)
             .unwrap_or_else(|e| e.into_inner());
         if res.timed_out() && s.generation == gen {
             s.arrived = s.arrived.saturating_sub(1);
@@ -71,41 +78,57 @@ impl ResetGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
     use std::sync::Arc;
 
+    /// With a timeout that never fires, the gate is a barrier over the vCPUs still active:
+    /// nobody passes step k before every active vCPU has arrived at step k, and a vCPU that
+    /// leaves early releases the others instead of holding them.
     #[test]
-    fn vcpus_advance_together_and_a_leaver_releases_the_rest() {
-        let gate = Arc::new(ResetGate::new(3));
-        let max_skew = Arc::new(AtomicU32::new(0));
-        let steps: Arc<Vec<AtomicU32>> = Arc::new((0..3).map(|_| AtomicU32::new(0)).collect());
-        let threads: Vec<_> = (0..3)
+    fn no_vcpu_passes_a_step_before_all_active_ones_arrive() {
+        const N: usize = 3;
+        let gate = Arc::new(ResetGate::with_timeout(N, Duration::from_secs(3600)));
+        let arrived: Arc<Vec<AtomicU32>> = Arc::new((0..N).map(|_| AtomicU32::new(0)).collect());
+        let left: Arc<Vec<AtomicBool>> = Arc::new((0..N).map(|_| AtomicBool::new(false)).collect());
+        let violations = Arc::new(AtomicU32::new(0));
+        let threads: Vec<_> = (0..N)
             .map(|i| {
-                let (gate, steps, max_skew) = (gate.clone(), steps.clone(), max_skew.clone());
+                let (gate, arrived, left, violations) = (
+                    gate.clone(),
+                    arrived.clone(),
+                    left.clone(),
+                    violations.clone(),
+                );
                 std::thread::spawn(move || {
-                    let n = if i == 2 { 5 } else { 50 };
-                    for _ in 0..n {
+                    let steps = if i == 2 { 5 } else { 40 };
+                    for _ in 0..steps {
+                        let k = arrived[i].fetch_add(1, SeqCst) + 1;
                         gate.step();
-                        let mine = steps[i].fetch_add(1, Ordering::SeqCst) + 1;
-                        for s in steps.iter() {
-                            let other = s.load(Ordering::SeqCst);
-                            if i != 2 && other < 5 || other <= mine {
-                                max_skew.fetch_max(mine.saturating_sub(other), Ordering::SeqCst);
+                        for j in 0..N {
+                            if !left[j].load(SeqCst) && arrived[j].load(SeqCst) < k {
+                                violations.fetch_add(1, SeqCst);
                             }
                         }
                     }
+                    left[i].store(true, SeqCst);
                     gate.leave();
                 })
             })
             .collect();
         for t in threads {
-            t.join().expect("thread");
+            t.join().expect("vCPU thread");
         }
-        assert!(steps.iter().all(|s| s.load(Ordering::SeqCst) >= 5));
-        assert!(
-            max_skew.load(Ordering::SeqCst) <= 2,
-            "skew {}",
-            max_skew.load(Ordering::SeqCst)
-        );
+        assert_eq!(violations.load(SeqCst), 0);
+        assert_eq!(arrived[0].load(SeqCst), 40);
+        assert_eq!(arrived[2].load(SeqCst), 5);
+    }
+
+    #[test]
+    fn a_single_vcpu_never_waits() {
+        let gate = ResetGate::with_timeout(1, Duration::from_secs(3600));
+        for _ in 0..1000 {
+            gate.step();
+        }
+        gate.leave();
     }
 }

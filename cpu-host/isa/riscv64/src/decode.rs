@@ -687,8 +687,8 @@ mod tests {
         // c.j -2 → 0xbffd
         let (p, a) = decode(0xbffd).expect("c.j");
         assert_eq!((p.name, a.imm), ("c.j", -2));
-        // c.beqz a0, 8 → 0xc111
-        let (p, a) = decode(0xc111).expect("c.beqz");
+        // c.beqz a0, 8 → 0xc501 (checked with GNU as)
+        let (p, a) = decode(0xc501).expect("c.beqz");
         assert_eq!((p.name, a.rs1, a.imm), ("c.beqz", 10, 8));
         // c.sdsp ra, 8(sp) → 0xe406
         let (p, a) = decode(0xe406).expect("c.sdsp");
