@@ -269,3 +269,103 @@ fn random_guest_code_never_crashes_the_process() {
         }
     }
 }
+
+/// `--append` and `--initrd` reach the device tree's /chosen node, with the initrd placed in RAM.
+#[test]
+fn append_and_initrd_appear_in_the_device_tree() {
+    let initrd = tmp("initrd.img");
+    std::fs::write(&initrd, vec![0x5au8; 100_000]).expect("write");
+    let dtb = tmp("chosen.dtb");
+    let _ = std::fs::remove_file(&dtb);
+    let kernel = tmp("one_insn.bin");
+    std::fs::write(&kernel, 0x0000_006fu32.to_le_bytes()).expect("write"); // j .
+    let out = tessera(&[
+        "--bios",
+        "none",
+        "--kernel",
+        kernel.to_str().expect("utf8"),
+        "--initrd",
+        initrd.to_str().expect("utf8"),
+        "--append",
+        "console=ttyS0 tessera.test=1",
+        "--dump-dtb",
+        dtb.to_str().expect("utf8"),
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let dts = Command::new("dtc")
+        .args(["-I", "dtb", "-O", "dts"])
+        .arg(&dtb)
+        .output()
+        .expect("dtc missing: install Debian's `device-tree-compiler` (scripts/setup.sh does)");
+    let dts = String::from_utf8_lossy(&dts.stdout);
+    assert!(
+        dts.contains("bootargs = \"console=ttyS0 tessera.test=1\""),
+        "{dts}"
+    );
+    let cell = |name: &str| -> u64 {
+        let line = dts
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} in {dts}"));
+        let cells: Vec<u64> = line
+            .split(['<', '>'])
+            .nth(1)
+            .expect("cells")
+            .split_whitespace()
+            .map(|c| u64::from_str_radix(c.trim_start_matches("0x"), 16).expect("hex cell"))
+            .collect();
+        cells.iter().fold(0, |acc, c| (acc << 32) | c)
+    };
+    let (start, end) = (cell("linux,initrd-start"), cell("linux,initrd-end"));
+    assert_eq!(end - start, 100_000);
+    assert_eq!(start % 4096, 0, "initrd page aligned");
+    assert!(
+        start >= 0x8000_0000 && end <= 0x8000_0000 + (256 << 20),
+        "initrd {start:#x}-{end:#x} outside RAM"
+    );
+}
+
+/// `--serial file:PATH` writes the guest's UART output to the file (and not to stdout).
+#[test]
+fn serial_file_receives_guest_output() {
+    // lui t0,0x10000; li t1,'h'; sb; li t1,'i'; sb; li t1,'\n'; sb; lui t0,0x100; li t1,0x5555; sw; j .
+    let prog: [u32; 12] = [
+        0x1000_02b7,
+        0x0680_0313,
+        0x0062_8023,
+        0x0690_0313,
+        0x0062_8023,
+        0x00a0_0313,
+        0x0062_8023,
+        0x0010_02b7,
+        0x0000_5337,
+        0x5553_0313,
+        0x0062_a023,
+        0x0000_006f,
+    ];
+    let kernel = tmp("hi.bin");
+    std::fs::write(
+        &kernel,
+        prog.iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+    .expect("write");
+    let log = tmp("serial.log");
+    let _ = std::fs::remove_file(&log);
+    let out = tessera(&[
+        "--bios",
+        "none",
+        "--kernel",
+        kernel.to_str().expect("utf8"),
+        "--serial",
+        &format!("file:{}", log.display()),
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&log).expect("serial log"), "hi\n");
+    assert!(
+        !out.stdout.contains("hi"),
+        "output leaked to stdout: {:?}",
+        out.stdout
+    );
+}
