@@ -37,10 +37,10 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         eprintln!("tessera-cpu: exit: {:?}", result.reason);
         for (i, h) in result.harts.iter().enumerate() {
             eprintln!(
-                "tessera-cpu: hart{i}: {} instructions, pc {:#x} ({}-mode), {} blocks translated, {} flushes, {} page invalidations",
+                "tessera-cpu: hart{i}: {} instructions, pc {:#x} ({}-mode), {} blocks translated, {} flushes, {} invalidated by stores",
                 h.icount,
                 h.pc,
-                ["U", "S", "?", "M"][h.privilege as usize & 3], h.cache.translated, h.cache.full_flushes, h.cache.page_invalidations
+                ["U", "S", "?", "M"][h.privilege as usize & 3], h.cache.translated, h.cache.full_flushes, h.cache.invalidated
             );
         }
         let secs = elapsed.as_secs_f64();

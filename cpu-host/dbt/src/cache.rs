@@ -1,8 +1,10 @@
 //! The per-vCPU block cache: blocks keyed by (guest pc, mode), a direct-mapped jump cache in
-//! front of the hash map, chain links between blocks, and invalidation by physical page.
+//! front of the hash map, chain links between blocks, and invalidation by the 64-byte chunks of
+//! physical memory their code came from.
 //!
-//! Blocks live in a slab that is only ever appended to until a full flush, so a link is a plain
-//! index plus a validity check of its target.
+//! Blocks live in a slab that is only appended to until a full flush, so a link is a plain index
+//! plus a validity check of its target. Links and validity sit in their own compact vectors,
+//! since the run loop reads them between every two blocks.
 
 use crate::ir::Block;
 use std::collections::HashMap;
@@ -12,23 +14,21 @@ const JMP_CACHE_BITS: u32 = 12;
 /// Flush everything when the slab grows past this many blocks (a bounded code cache).
 pub const MAX_BLOCKS: usize = 1 << 17;
 
-pub struct CachedBlock {
-    pub block: Block,
-    pub valid: bool,
-    links: [u32; 2],
-}
-
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CacheStats {
     pub translated: u64,
     pub full_flushes: u64,
-    pub page_invalidations: u64,
+    /// Blocks dropped because code they were translated from was written.
+    pub invalidated: u64,
 }
 
 pub struct BlockCache {
-    blocks: Vec<CachedBlock>,
+    blocks: Vec<Block>,
+    valid: Vec<bool>,
+    links: Vec<[u32; 2]>,
     map: HashMap<(u64, u32), u32>,
     jmp: Vec<(u64, u32, u32)>,
+    /// Blocks by physical page of their code (may list blocks that are no longer valid).
     page_blocks: HashMap<u64, Vec<u32>>,
     pub stats: CacheStats,
 }
@@ -43,6 +43,8 @@ impl BlockCache {
     pub fn new() -> Self {
         Self {
             blocks: Vec::new(),
+            valid: Vec::new(),
+            links: Vec::new(),
             map: HashMap::new(),
             jmp: vec![(u64::MAX, 0, NO_LINK); 1 << JMP_CACHE_BITS],
             page_blocks: HashMap::new(),
@@ -55,12 +57,17 @@ impl BlockCache {
         ((pc >> 1) ^ (pc >> (1 + JMP_CACHE_BITS))) as usize & ((1 << JMP_CACHE_BITS) - 1)
     }
 
+    #[inline(always)]
+    fn is_valid(&self, idx: u32) -> bool {
+        self.valid.get(idx as usize).copied().unwrap_or(false)
+    }
+
     /// The valid block for (pc, mode), if cached.
     #[inline]
     pub fn lookup(&mut self, pc: u64, mode: u32) -> Option<u32> {
         let j = Self::jmp_index(pc);
         let (jpc, jmode, idx) = self.jmp[j];
-        if jpc == pc && jmode == mode && self.blocks.get(idx as usize).is_some_and(|b| b.valid) {
+        if jpc == pc && jmode == mode && self.is_valid(idx) {
             return Some(idx);
         }
         let idx = *self.map.get(&(pc, mode))?;
@@ -68,50 +75,44 @@ impl BlockCache {
         Some(idx)
     }
 
-    /// Add a freshly translated block; returns its index and whether any of its pages became a
-    /// code page for the first time (the caller then revokes fast-path writes to it).
-    pub fn insert(&mut self, block: Block) -> (u32, Vec<u64>) {
-        if self.blocks.len() >= MAX_BLOCKS {
+    /// Add a freshly translated block; returns its index and whether the cache was flushed
+    /// first to make room (then every earlier index and code range is gone).
+    pub fn insert(&mut self, block: Block) -> (u32, bool) {
+        let flushed = self.blocks.len() >= MAX_BLOCKS;
+        if flushed {
             self.flush();
         }
         let idx = self.blocks.len() as u32;
         let key = (block.pc, block.mode);
-        let mut new_pages = Vec::new();
-        for &p in &block.phys_pages {
-            let list = self.page_blocks.entry(p).or_default();
-            if list.is_empty() {
-                new_pages.push(p);
-            }
-            list.push(idx);
+        for &(page, _) in &block.code {
+            self.page_blocks.entry(page).or_default().push(idx);
         }
-        self.blocks.push(CachedBlock {
-            block,
-            valid: true,
-            links: [NO_LINK; 2],
-        });
+        self.blocks.push(block);
+        self.valid.push(true);
+        self.links.push([NO_LINK; 2]);
         self.map.insert(key, idx);
         self.jmp[Self::jmp_index(key.0)] = (key.0, key.1, idx);
         self.stats.translated += 1;
-        (idx, new_pages)
+        (idx, flushed)
     }
 
     #[inline(always)]
     pub fn get(&self, idx: u32) -> &Block {
-        &self.blocks[idx as usize].block
+        &self.blocks[idx as usize]
     }
 
     /// The valid block linked from `from` through link `n`.
     #[inline(always)]
     pub fn link(&self, from: u32, n: u8) -> Option<u32> {
-        let to = *self.blocks.get(from as usize)?.links.get(n as usize)?;
-        self.blocks.get(to as usize).filter(|b| b.valid).map(|_| to)
+        let to = *self.links.get(from as usize)?.get(n as usize)?;
+        self.is_valid(to).then_some(to)
     }
 
     pub fn set_link(&mut self, from: u32, n: u8, to: u32) {
         if let Some(l) = self
-            .blocks
+            .links
             .get_mut(from as usize)
-            .and_then(|b| b.links.get_mut(n as usize))
+            .and_then(|l| l.get_mut(n as usize))
         {
             *l = to;
         }
@@ -120,29 +121,55 @@ impl BlockCache {
     /// Drop every block (e.g. the guest's instruction-cache flush).
     pub fn flush(&mut self) {
         self.blocks.clear();
+        self.valid.clear();
+        self.links.clear();
         self.map.clear();
         self.page_blocks.clear();
         self.jmp.fill((u64::MAX, 0, NO_LINK));
         self.stats.full_flushes += 1;
     }
 
-    /// Invalidate every block whose code came from physical page `page`.
-    pub fn invalidate_page(&mut self, page: u64) {
-        let Some(list) = self.page_blocks.remove(&page) else {
-            return;
+    /// Invalidate the blocks whose code overlaps the chunks `mask` of physical page `page`.
+    /// Returns the chunk mask of the code that remains on that page.
+    pub fn invalidate(&mut self, page: u64, mask: u64) -> u64 {
+        let Some(list) = self.page_blocks.get_mut(&page) else {
+            return 0;
         };
-        for idx in list {
-            if let Some(cb) = self.blocks.get_mut(idx as usize) {
-                if cb.valid {
-                    cb.valid = false;
-                    let key = (cb.block.pc, cb.block.mode);
-                    if self.map.get(&key) == Some(&idx) {
-                        self.map.remove(&key);
-                    }
-                }
+        let mut remaining = 0;
+        let mut dropped = Vec::new();
+        list.retain(|&idx| {
+            if !self.valid.get(idx as usize).copied().unwrap_or(false) {
+                return false;
             }
+            let Some(b) = self.blocks.get(idx as usize) else {
+                return false;
+            };
+            let bm = b
+                .code
+                .iter()
+                .find(|(p, _)| *p == page)
+                .map_or(0, |(_, m)| *m);
+            if bm & mask != 0 {
+                dropped.push(idx);
+                false
+            } else {
+                remaining |= bm;
+                true
+            }
+        });
+        if list.is_empty() {
+            self.page_blocks.remove(&page);
         }
-        self.stats.page_invalidations += 1;
+        for idx in dropped {
+            self.valid[idx as usize] = false;
+            let b = &self.blocks[idx as usize];
+            let key = (b.pc, b.mode);
+            if self.map.get(&key) == Some(&idx) {
+                self.map.remove(&key);
+            }
+            self.stats.invalidated += 1;
+        }
+        remaining
     }
 
     pub fn len(&self) -> usize {
@@ -159,26 +186,32 @@ mod tests {
     use super::*;
     use crate::ir::{BlockBuilder, Terminator};
 
-    fn block(pc: u64, page: u64) -> Block {
+    fn block(pc: u64, paddr: u64, len: u64) -> Block {
         let mut b = BlockBuilder::new(pc, 0);
-        b.add_phys_page(page);
+        b.add_code(paddr, len);
         b.begin_insn(pc);
         b.finish(Terminator::Jump { target: pc + 4 })
     }
 
     #[test]
-    fn invalidating_a_page_unlinks_and_forgets_its_blocks() {
+    fn invalidation_drops_only_blocks_overlapping_the_written_chunks() {
         let mut c = BlockCache::new();
-        let (a, pages) = c.insert(block(0x1000, 1));
-        assert_eq!(pages, vec![1]);
-        let (b, pages) = c.insert(block(0x2000, 2));
-        assert_eq!(pages, vec![2]);
+        let (a, _) = c.insert(block(0x1000, 0x8000_1000, 16)); // chunk 0 of page 0x80001
+        let (b, _) = c.insert(block(0x1100, 0x8000_1100, 16)); // chunk 4
+        let (d, _) = c.insert(block(0x2000, 0x8000_2000, 16));
         c.set_link(a, 0, b);
+        c.set_link(d, 0, a);
         assert_eq!(c.link(a, 0), Some(b));
-        c.invalidate_page(2);
+        // A write to chunk 8 (data beside the code) drops nothing.
+        assert_eq!(c.invalidate(0x80001, 1 << 8), 1 | 1 << 4);
+        assert_eq!(c.lookup(0x1100, 0), Some(b));
+        // A write to chunk 4 drops block b only, and unlinks it.
+        assert_eq!(c.invalidate(0x80001, 1 << 4), 1);
         assert_eq!(c.link(a, 0), None);
-        assert_eq!(c.lookup(0x2000, 0), None);
+        assert_eq!(c.lookup(0x1100, 0), None);
         assert_eq!(c.lookup(0x1000, 0), Some(a));
+        assert_eq!(c.link(d, 0), Some(a));
+        assert_eq!(c.stats.invalidated, 1);
         c.flush();
         assert_eq!(c.lookup(0x1000, 0), None);
         assert!(c.is_empty());
@@ -187,7 +220,7 @@ mod tests {
     #[test]
     fn mode_is_part_of_the_key() {
         let mut c = BlockCache::new();
-        let (a, _) = c.insert(block(0x1000, 1));
+        let (a, _) = c.insert(block(0x1000, 0x8000_1000, 4));
         assert_eq!(c.lookup(0x1000, 0), Some(a));
         assert_eq!(c.lookup(0x1000, 3), None);
     }

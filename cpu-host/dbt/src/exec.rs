@@ -1,11 +1,14 @@
 //! The per-vCPU run loop: find or translate the block at pc, execute it, follow chain links,
 //! and do boundary work (requests from helpers, interrupts, stop, wait-for-interrupt).
+//!
+//! Chained blocks run in a tight inner loop whose only checks between blocks are the vCPU's
+//! request word and one atomic load of its signal word (pending interrupt lines + stop).
 
 use crate::cache::BlockCache;
 use crate::guest::Guest;
 use crate::interp::{exec_block, BlockExit};
 use crate::reset_gate::{ResetGate, LOCKSTEP_BLOCKS};
-use crate::signals::VcpuSignals;
+use crate::signals::{VcpuSignals, STOP_LINE};
 use crate::state::request;
 
 /// Run until a stop is requested through `signals`. With a `gate`, the first blocks after reset
@@ -16,71 +19,79 @@ pub fn run<G: Guest>(
     signals: &VcpuSignals,
     gate: Option<&ResetGate>,
 ) {
-    let mut lockstep = if gate.is_some() { LOCKSTEP_BLOCKS } else { 0 };
-    run_loop(g, cache, signals, gate, &mut lockstep);
-    if let (Some(gate), true) = (gate, lockstep > 0) {
+    if let Some(gate) = gate {
+        let stopped = run_lockstep(g, cache, signals, gate);
         gate.leave();
+        if stopped {
+            return;
+        }
     }
+    run_chained(g, cache, signals);
 }
 
-fn run_loop<G: Guest>(
+/// Work between blocks. Returns true when the vCPU must stop.
+#[inline(always)]
+fn boundary<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &VcpuSignals) -> bool {
+    if g.cpu_ref().requests != 0 {
+        boundary_requests(g, cache, signals);
+    }
+    let pending = signals.pending();
+    if pending & (g.cpu_ref().irq_enabled | STOP_LINE) != 0 {
+        if pending & STOP_LINE != 0 {
+            return true;
+        }
+        g.take_interrupt(pending);
+    }
+    false
+}
+
+/// The first blocks after reset, one at a time, each after a step of the reset gate. Returns
+/// true if the vCPU was stopped meanwhile.
+fn run_lockstep<G: Guest>(
     g: &mut G,
     cache: &mut BlockCache,
     signals: &VcpuSignals,
-    gate: Option<&ResetGate>,
-    lockstep: &mut u32,
-) {
-    let mut next: Option<u32> = None;
+    gate: &ResetGate,
+) -> bool {
+    for _ in 0..LOCKSTEP_BLOCKS {
+        if g.cpu_ref().requests & request::WAIT != 0 {
+            return false; // about to park: the others must not wait for us
+        }
+        gate.step();
+        if boundary(g, cache, signals) {
+            return true;
+        }
+        if let Some(idx) = find_or_translate(g, cache) {
+            exec_block(g, cache.get(idx), signals);
+        }
+    }
+    false
+}
+
+fn run_chained<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &VcpuSignals) {
     loop {
-        if *lockstep > 0 {
-            if let Some(gate) = gate {
-                *lockstep -= 1;
-                if *lockstep == 0 {
-                    gate.leave();
-                } else {
-                    gate.step();
-                }
-            }
-        }
-        if g.cpu_ref().requests != 0 {
-            if g.cpu_ref().requests & request::WAIT != 0 && *lockstep > 0 {
-                // Parking: the others must not wait for us.
-                *lockstep = 0;
-                if let Some(gate) = gate {
-                    gate.leave();
-                }
-            }
-            boundary_requests(g, cache, signals);
-            next = None;
-        }
-        let pending = signals.pending();
-        if pending & g.cpu_ref().irq_enabled != 0 {
-            g.take_interrupt(pending);
-            next = None;
-        }
-        if signals.stop_requested() {
+        if boundary(g, cache, signals) {
             return;
         }
-        let idx = match next.take() {
-            Some(i) => i,
-            None => match find_or_translate(g, cache) {
-                Some(i) => i,
-                None => continue, // fetch fault: the trap was taken, pc moved
-            },
+        let Some(mut idx) = find_or_translate(g, cache) else {
+            continue; // fetch fault: the trap was taken, pc moved
         };
-        match exec_block(g, cache.get(idx)) {
-            BlockExit::Link(n) => {
-                if g.cpu_ref().requests != 0 {
-                    continue;
-                }
-                if let Some(to) = cache.link(idx, n) {
-                    next = Some(to);
-                } else if let Some(to) = find_or_translate(g, cache) {
-                    cache.set_link(idx, n, to);
-                    next = Some(to);
-                }
+        while let BlockExit::Link(n) = exec_block(g, cache.get(idx), signals) {
+            if g.cpu_ref().requests != 0
+                || signals.pending() & (g.cpu_ref().irq_enabled | STOP_LINE) != 0
+            {
+                break;
             }
-            BlockExit::Lookup => {}
+            idx = match cache.link(idx, n) {
+                Some(to) => to,
+                None => match find_or_translate(g, cache) {
+                    Some(to) => {
+                        cache.set_link(idx, n, to);
+                        to
+                    }
+                    None => break,
+                },
+            };
         }
     }
 }
@@ -92,10 +103,21 @@ fn find_or_translate<G: Guest>(g: &mut G, cache: &mut BlockCache) -> Option<u32>
         return Some(i);
     }
     let block = g.translate(pc).ok()?;
-    let (idx, new_pages) = cache.insert(block);
-    if !new_pages.is_empty() {
-        let c = g.cpu();
-        c.code_pages.extend(new_pages);
+    let code = block.code.clone();
+    let (idx, flushed) = cache.insert(block);
+    let c = g.cpu();
+    if flushed {
+        c.code_pages.clear();
+    }
+    let mut new_page = false;
+    for (page, mask) in code {
+        *c.code_pages.entry(page).or_insert_with(|| {
+            new_page = true;
+            0
+        }) |= mask;
+    }
+    if new_page {
+        // Stores to a page that now holds code must take the slow path, which checks them.
         c.tlb.revoke_writes();
     }
     Some(idx)
@@ -107,12 +129,14 @@ fn boundary_requests<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &Vcpu
     if req & request::FLUSH_BLOCKS != 0 {
         cache.flush();
         c.code_pages.clear();
-        c.smc_pages.clear();
+        c.smc_writes.clear();
     }
     if req & request::SMC != 0 {
-        for page in std::mem::take(&mut c.smc_pages) {
-            cache.invalidate_page(page);
-            c.code_pages.remove(&page);
+        for (page, mask) in std::mem::take(&mut c.smc_writes) {
+            match cache.invalidate(page, mask) {
+                0 => c.code_pages.remove(&page),
+                left => c.code_pages.insert(page, left),
+            };
         }
     }
     if req & request::WAIT != 0 {

@@ -5,6 +5,7 @@
 use crate::guest::{AtomicKind, Guest, Trapped};
 use crate::ir::{AmoOp, Block, Op, Terminator};
 use crate::mem;
+use crate::signals::{VcpuSignals, STOP_LINE};
 use crate::state::request;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
@@ -82,8 +83,13 @@ fn sync<G: Guest>(g: &mut G, b: &Block, base_icount: u64, i: usize) {
 }
 
 /// Execute one block. On return `CpuState::pc` holds the next address and `icount` is exact.
-pub fn exec_block<G: Guest>(g: &mut G, b: &Block) -> BlockExit {
-    let base = g.cpu_ref().icount;
+///
+/// A block that branches back to its own start (a tight loop) runs again in place, without
+/// returning, as long as nothing needs the run loop's attention: no request from a helper or
+/// slow path, no enabled pending interrupt, no stop (`signals`, one atomic load per iteration).
+#[inline(always)]
+pub fn exec_block<G: Guest>(g: &mut G, b: &Block, signals: &VcpuSignals) -> BlockExit {
+    let mut base = g.cpu_ref().icount;
     macro_rules! r {
         ($s:expr) => {
             g.cpu().regs[$s as usize]
@@ -133,167 +139,171 @@ pub fn exec_block<G: Guest>(g: &mut G, b: &Block) -> BlockExit {
         }};
     }
 
-    for (i, op) in b.ops.iter().enumerate() {
-        match *op {
-            Op::MovI { d, imm } => r!(d) = imm as u64,
-            Op::Mov { d, a } => r!(d) = r!(a),
-            Op::Add { d, a, b } => r!(d) = r!(a).wrapping_add(r!(b)),
-            Op::Sub { d, a, b } => r!(d) = r!(a).wrapping_sub(r!(b)),
-            Op::And { d, a, b } => r!(d) = r!(a) & r!(b),
-            Op::Or { d, a, b } => r!(d) = r!(a) | r!(b),
-            Op::Xor { d, a, b } => r!(d) = r!(a) ^ r!(b),
-            Op::Shl { d, a, b } => r!(d) = r!(a) << (r!(b) & 63),
-            Op::Shr { d, a, b } => r!(d) = r!(a) >> (r!(b) & 63),
-            Op::Sar { d, a, b } => r!(d) = ((r!(a) as i64) >> (r!(b) & 63)) as u64,
-            Op::SetLt { d, a, b } => r!(d) = ((r!(a) as i64) < (r!(b) as i64)) as u64,
-            Op::SetLtU { d, a, b } => r!(d) = (r!(a) < r!(b)) as u64,
-            Op::Mul { d, a, b } => r!(d) = r!(a).wrapping_mul(r!(b)),
-            Op::MulHS { d, a, b } => {
-                r!(d) = (((r!(a) as i64 as i128) * (r!(b) as i64 as i128)) >> 64) as u64
-            }
-            Op::MulHSU { d, a, b } => {
-                r!(d) = (((r!(a) as i64 as i128).wrapping_mul(r!(b) as u128 as i128)) >> 64) as u64
-            }
-            Op::MulHU { d, a, b } => r!(d) = (((r!(a) as u128) * (r!(b) as u128)) >> 64) as u64,
-            Op::Div { d, a, b } => r!(d) = div_s(r!(a) as i64, r!(b) as i64) as u64,
-            Op::DivU { d, a, b } => r!(d) = div_u(r!(a), r!(b)),
-            Op::Rem { d, a, b } => r!(d) = rem_s(r!(a) as i64, r!(b) as i64) as u64,
-            Op::RemU { d, a, b } => r!(d) = rem_u(r!(a), r!(b)),
-            Op::AddW { d, a, b } => r!(d) = sext32(r!(a).wrapping_add(r!(b))),
-            Op::SubW { d, a, b } => r!(d) = sext32(r!(a).wrapping_sub(r!(b))),
-            Op::ShlW { d, a, b } => r!(d) = sext32(((r!(a) as u32) << (r!(b) & 31)) as u64),
-            Op::ShrW { d, a, b } => r!(d) = sext32(((r!(a) as u32) >> (r!(b) & 31)) as u64),
-            Op::SarW { d, a, b } => r!(d) = ((r!(a) as i32) >> (r!(b) & 31)) as i64 as u64,
-            Op::MulW { d, a, b } => r!(d) = sext32(r!(a).wrapping_mul(r!(b))),
-            Op::DivW { d, a, b } => {
-                r!(d) = div_s(r!(a) as i32 as i64, r!(b) as i32 as i64) as i32 as i64 as u64
-            }
-            Op::DivUW { d, a, b } => {
-                r!(d) = sext32(div_u(r!(a) as u32 as u64, r!(b) as u32 as u64))
-            }
-            Op::RemW { d, a, b } => {
-                r!(d) = rem_s(r!(a) as i32 as i64, r!(b) as i32 as i64) as i32 as i64 as u64
-            }
-            Op::RemUW { d, a, b } => {
-                r!(d) = sext32(rem_u(r!(a) as u32 as u64, r!(b) as u32 as u64))
-            }
-            Op::AddI { d, a, imm } => r!(d) = r!(a).wrapping_add(imm as u64),
-            Op::AndI { d, a, imm } => r!(d) = r!(a) & imm as u64,
-            Op::OrI { d, a, imm } => r!(d) = r!(a) | imm as u64,
-            Op::XorI { d, a, imm } => r!(d) = r!(a) ^ imm as u64,
-            Op::ShlI { d, a, sh } => r!(d) = r!(a) << (sh & 63),
-            Op::ShrI { d, a, sh } => r!(d) = r!(a) >> (sh & 63),
-            Op::SarI { d, a, sh } => r!(d) = ((r!(a) as i64) >> (sh & 63)) as u64,
-            Op::SetLtI { d, a, imm } => r!(d) = ((r!(a) as i64) < imm) as u64,
-            Op::SetLtUI { d, a, imm } => r!(d) = (r!(a) < imm as u64) as u64,
-            Op::AddIW { d, a, imm } => r!(d) = sext32(r!(a).wrapping_add(imm as u64)),
-            Op::ShlIW { d, a, sh } => r!(d) = sext32(((r!(a) as u32) << (sh & 31)) as u64),
-            Op::ShrIW { d, a, sh } => r!(d) = sext32(((r!(a) as u32) >> (sh & 31)) as u64),
-            Op::SarIW { d, a, sh } => r!(d) = ((r!(a) as i32) >> (sh & 31)) as i64 as u64,
-            Op::LdU8 { d, a, off } => load!(d, a, off, 0, zext8, i),
-            Op::LdS8 { d, a, off } => load!(d, a, off, 0, sext8, i),
-            Op::LdU16 { d, a, off } => load!(d, a, off, 1, zext16, i),
-            Op::LdS16 { d, a, off } => load!(d, a, off, 1, sext16, i),
-            Op::LdU32 { d, a, off } => load!(d, a, off, 2, zext32, i),
-            Op::LdS32 { d, a, off } => load!(d, a, off, 2, sext32, i),
-            Op::Ld64 { d, a, off } => load!(d, a, off, 3, ident, i),
-            Op::St8 { s, a, off } => store!(s, a, off, 0, i),
-            Op::St16 { s, a, off } => store!(s, a, off, 1, i),
-            Op::St32 { s, a, off } => store!(s, a, off, 2, i),
-            Op::St64 { s, a, off } => store!(s, a, off, 3, i),
-            Op::Amo {
-                op,
-                size_log2,
-                d,
-                a,
-                s,
-            } => {
-                sync(g, b, base, i);
-                let va = r!(a);
-                let src = r!(s);
-                let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::ReadModifyWrite) else {
-                    return BlockExit::Lookup;
-                };
-                // SAFETY: the guest returned the host address of a naturally aligned,
-                // writable RAM location of this size.
-                let old = unsafe { amo(h, size_log2, op, src) };
-                r!(d) = old;
-            }
-            Op::LoadReserved { size_log2, d, a } => {
-                sync(g, b, base, i);
-                let va = r!(a);
-                let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::LoadReserved) else {
-                    return BlockExit::Lookup;
-                };
-                // SAFETY: aligned RAM location (guest contract of `atomic_addr`).
-                let raw = unsafe { mem::load(h, size_log2 as u32) };
-                let c = g.cpu();
-                c.reservation = crate::state::Reservation {
-                    valid: true,
-                    host: h,
+    loop {
+        for (i, op) in b.ops.iter().enumerate() {
+            match *op {
+                Op::MovI { d, imm } => r!(d) = imm as u64,
+                Op::Mov { d, a } => r!(d) = r!(a),
+                Op::Add { d, a, b } => r!(d) = r!(a).wrapping_add(r!(b)),
+                Op::Sub { d, a, b } => r!(d) = r!(a).wrapping_sub(r!(b)),
+                Op::And { d, a, b } => r!(d) = r!(a) & r!(b),
+                Op::Or { d, a, b } => r!(d) = r!(a) | r!(b),
+                Op::Xor { d, a, b } => r!(d) = r!(a) ^ r!(b),
+                Op::Shl { d, a, b } => r!(d) = r!(a) << (r!(b) & 63),
+                Op::Shr { d, a, b } => r!(d) = r!(a) >> (r!(b) & 63),
+                Op::Sar { d, a, b } => r!(d) = ((r!(a) as i64) >> (r!(b) & 63)) as u64,
+                Op::SetLt { d, a, b } => r!(d) = ((r!(a) as i64) < (r!(b) as i64)) as u64,
+                Op::SetLtU { d, a, b } => r!(d) = (r!(a) < r!(b)) as u64,
+                Op::Mul { d, a, b } => r!(d) = r!(a).wrapping_mul(r!(b)),
+                Op::MulHS { d, a, b } => {
+                    r!(d) = (((r!(a) as i64 as i128) * (r!(b) as i64 as i128)) >> 64) as u64
+                }
+                Op::MulHSU { d, a, b } => {
+                    r!(d) =
+                        (((r!(a) as i64 as i128).wrapping_mul(r!(b) as u128 as i128)) >> 64) as u64
+                }
+                Op::MulHU { d, a, b } => r!(d) = (((r!(a) as u128) * (r!(b) as u128)) >> 64) as u64,
+                Op::Div { d, a, b } => r!(d) = div_s(r!(a) as i64, r!(b) as i64) as u64,
+                Op::DivU { d, a, b } => r!(d) = div_u(r!(a), r!(b)),
+                Op::Rem { d, a, b } => r!(d) = rem_s(r!(a) as i64, r!(b) as i64) as u64,
+                Op::RemU { d, a, b } => r!(d) = rem_u(r!(a), r!(b)),
+                Op::AddW { d, a, b } => r!(d) = sext32(r!(a).wrapping_add(r!(b))),
+                Op::SubW { d, a, b } => r!(d) = sext32(r!(a).wrapping_sub(r!(b))),
+                Op::ShlW { d, a, b } => r!(d) = sext32(((r!(a) as u32) << (r!(b) & 31)) as u64),
+                Op::ShrW { d, a, b } => r!(d) = sext32(((r!(a) as u32) >> (r!(b) & 31)) as u64),
+                Op::SarW { d, a, b } => r!(d) = ((r!(a) as i32) >> (r!(b) & 31)) as i64 as u64,
+                Op::MulW { d, a, b } => r!(d) = sext32(r!(a).wrapping_mul(r!(b))),
+                Op::DivW { d, a, b } => {
+                    r!(d) = div_s(r!(a) as i32 as i64, r!(b) as i32 as i64) as i32 as i64 as u64
+                }
+                Op::DivUW { d, a, b } => {
+                    r!(d) = sext32(div_u(r!(a) as u32 as u64, r!(b) as u32 as u64))
+                }
+                Op::RemW { d, a, b } => {
+                    r!(d) = rem_s(r!(a) as i32 as i64, r!(b) as i32 as i64) as i32 as i64 as u64
+                }
+                Op::RemUW { d, a, b } => {
+                    r!(d) = sext32(rem_u(r!(a) as u32 as u64, r!(b) as u32 as u64))
+                }
+                Op::AddI { d, a, imm } => r!(d) = r!(a).wrapping_add(imm as u64),
+                Op::AndI { d, a, imm } => r!(d) = r!(a) & imm as u64,
+                Op::OrI { d, a, imm } => r!(d) = r!(a) | imm as u64,
+                Op::XorI { d, a, imm } => r!(d) = r!(a) ^ imm as u64,
+                Op::ShlI { d, a, sh } => r!(d) = r!(a) << (sh & 63),
+                Op::ShrI { d, a, sh } => r!(d) = r!(a) >> (sh & 63),
+                Op::SarI { d, a, sh } => r!(d) = ((r!(a) as i64) >> (sh & 63)) as u64,
+                Op::SetLtI { d, a, imm } => r!(d) = ((r!(a) as i64) < imm) as u64,
+                Op::SetLtUI { d, a, imm } => r!(d) = (r!(a) < imm as u64) as u64,
+                Op::AddIW { d, a, imm } => r!(d) = sext32(r!(a).wrapping_add(imm as u64)),
+                Op::ShlIW { d, a, sh } => r!(d) = sext32(((r!(a) as u32) << (sh & 31)) as u64),
+                Op::ShrIW { d, a, sh } => r!(d) = sext32(((r!(a) as u32) >> (sh & 31)) as u64),
+                Op::SarIW { d, a, sh } => r!(d) = ((r!(a) as i32) >> (sh & 31)) as i64 as u64,
+                Op::LdU8 { d, a, off } => load!(d, a, off, 0, zext8, i),
+                Op::LdS8 { d, a, off } => load!(d, a, off, 0, sext8, i),
+                Op::LdU16 { d, a, off } => load!(d, a, off, 1, zext16, i),
+                Op::LdS16 { d, a, off } => load!(d, a, off, 1, sext16, i),
+                Op::LdU32 { d, a, off } => load!(d, a, off, 2, zext32, i),
+                Op::LdS32 { d, a, off } => load!(d, a, off, 2, sext32, i),
+                Op::Ld64 { d, a, off } => load!(d, a, off, 3, ident, i),
+                Op::St8 { s, a, off } => store!(s, a, off, 0, i),
+                Op::St16 { s, a, off } => store!(s, a, off, 1, i),
+                Op::St32 { s, a, off } => store!(s, a, off, 2, i),
+                Op::St64 { s, a, off } => store!(s, a, off, 3, i),
+                Op::Amo {
+                    op,
                     size_log2,
-                    value: raw,
-                };
-                c.regs[d as usize] = if size_log2 == 2 { sext32(raw) } else { raw };
-            }
-            Op::StoreCond { size_log2, d, a, s } => {
-                sync(g, b, base, i);
-                let va = r!(a);
-                let src = r!(s);
-                let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::StoreConditional)
-                else {
-                    return BlockExit::Lookup;
-                };
-                let res = std::mem::take(&mut g.cpu().reservation);
-                let ok = res.valid && res.host == h && res.size_log2 == size_log2 && {
-                    // SAFETY: aligned, writable RAM location (guest contract of `atomic_addr`).
-                    unsafe { cas(h, size_log2, res.value, src) }
-                };
-                r!(d) = (!ok) as u64;
-            }
-            Op::Fence => std::sync::atomic::fence(SeqCst),
-            Op::Helper { id, d, a, imm } => {
-                sync(g, b, base, i);
-                let av = r!(a);
-                match g.helper(id, imm, av) {
-                    Ok(v) => r!(d) = v,
-                    Err(Trapped) => return BlockExit::Lookup,
+                    d,
+                    a,
+                    s,
+                } => {
+                    sync(g, b, base, i);
+                    let va = r!(a);
+                    let src = r!(s);
+                    let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::ReadModifyWrite)
+                    else {
+                        return BlockExit::Lookup;
+                    };
+                    // SAFETY: the guest returned the host address of a naturally aligned,
+                    // writable RAM location of this size.
+                    let old = unsafe { amo(h, size_log2, op, src) };
+                    r!(d) = old;
+                }
+                Op::LoadReserved { size_log2, d, a } => {
+                    sync(g, b, base, i);
+                    let va = r!(a);
+                    let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::LoadReserved)
+                    else {
+                        return BlockExit::Lookup;
+                    };
+                    // SAFETY: aligned RAM location (guest contract of `atomic_addr`).
+                    let raw = unsafe { mem::load(h, size_log2 as u32) };
+                    let c = g.cpu();
+                    c.reservation = crate::state::Reservation {
+                        valid: true,
+                        host: h,
+                        size_log2,
+                        value: raw,
+                    };
+                    c.regs[d as usize] = if size_log2 == 2 { sext32(raw) } else { raw };
+                }
+                Op::StoreCond { size_log2, d, a, s } => {
+                    sync(g, b, base, i);
+                    let va = r!(a);
+                    let src = r!(s);
+                    let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::StoreConditional)
+                    else {
+                        return BlockExit::Lookup;
+                    };
+                    let res = std::mem::take(&mut g.cpu().reservation);
+                    let ok = res.valid && res.host == h && res.size_log2 == size_log2 && {
+                        // SAFETY: aligned, writable RAM location (guest contract of `atomic_addr`).
+                        unsafe { cas(h, size_log2, res.value, src) }
+                    };
+                    r!(d) = (!ok) as u64;
+                }
+                Op::Fence => std::sync::atomic::fence(SeqCst),
+                Op::Helper { id, d, a, imm } => {
+                    sync(g, b, base, i);
+                    let av = r!(a);
+                    match g.helper(id, imm, av) {
+                        Ok(v) => r!(d) = v,
+                        Err(Trapped) => return BlockExit::Lookup,
+                    }
                 }
             }
         }
-    }
 
-    let c = g.cpu();
-    c.icount = base + b.n_insns as u64;
-    match b.term {
-        Terminator::Jump { target } => {
-            c.pc = target;
-            BlockExit::Link(0)
-        }
-        Terminator::Branch {
-            cond,
-            a,
-            b: bb,
-            taken,
-            fallthrough,
-        } => {
-            if cond.eval(c.regs[a as usize], c.regs[bb as usize]) {
-                c.pc = taken;
-                BlockExit::Link(0)
-            } else {
-                c.pc = fallthrough;
-                BlockExit::Link(1)
+        let c = g.cpu();
+        c.icount = base + b.n_insns as u64;
+        let (next, exit) = match b.term {
+            Terminator::Jump { target } => (target, BlockExit::Link(0)),
+            Terminator::Branch {
+                cond,
+                a,
+                b: bb,
+                taken,
+                fallthrough,
+            } => {
+                if cond.eval(c.regs[a as usize], c.regs[bb as usize]) {
+                    (taken, BlockExit::Link(0))
+                } else {
+                    (fallthrough, BlockExit::Link(1))
+                }
             }
+            Terminator::JumpReg { a } => (c.regs[a as usize], BlockExit::Lookup),
+            Terminator::Exit { pc } => (pc, BlockExit::Lookup),
+            Terminator::ExitDynamic => return BlockExit::Lookup,
+        };
+        c.pc = next;
+        if next == b.pc
+            && exit != BlockExit::Lookup
+            && c.requests == 0
+            && signals.pending() & (c.irq_enabled | STOP_LINE) == 0
+        {
+            base = c.icount;
+            continue;
         }
-        Terminator::JumpReg { a } => {
-            c.pc = c.regs[a as usize];
-            BlockExit::Lookup
-        }
-        Terminator::Exit { pc } => {
-            c.pc = pc;
-            BlockExit::Lookup
-        }
-        Terminator::ExitDynamic => BlockExit::Lookup,
+        return exit;
     }
 }
 

@@ -11,6 +11,7 @@ pub type Slot = u8;
 
 /// Comparison used by branches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Cond {
     Eq,
     Ne,
@@ -411,8 +412,8 @@ pub struct Block {
     pub op_insn: Vec<u16>,
     /// For each guest instruction: its offset from `pc`.
     pub insn_off: Vec<u16>,
-    /// Physical pages (addresses >> 12) the block's code was read from (1 or 2).
-    pub phys_pages: Vec<u64>,
+    /// Where the block's code came from: (physical page, mask of its 64-byte chunks).
+    pub code: Vec<(u64, u64)>,
 }
 
 impl Block {
@@ -434,7 +435,7 @@ pub struct BlockBuilder {
     ops: Vec<Op>,
     op_insn: Vec<u16>,
     insn_off: Vec<u16>,
-    phys_pages: Vec<u64>,
+    code: Vec<(u64, u64)>,
 }
 
 impl BlockBuilder {
@@ -445,7 +446,7 @@ impl BlockBuilder {
             ops: Vec::with_capacity(64),
             op_insn: Vec::with_capacity(64),
             insn_off: Vec::with_capacity(32),
-            phys_pages: Vec::with_capacity(2),
+            code: Vec::with_capacity(2),
         }
     }
     pub fn start_pc(&self) -> u64 {
@@ -472,10 +473,14 @@ impl BlockBuilder {
         self.op_insn
             .push(self.insn_off.len().saturating_sub(1) as u16);
     }
-    /// Record that the block's code comes from physical page `page` (address >> 12).
-    pub fn add_phys_page(&mut self, page: u64) {
-        if !self.phys_pages.contains(&page) {
-            self.phys_pages.push(page);
+    /// Record that the block's code includes the bytes at physical `[paddr, paddr + len)`
+    /// (within one page).
+    pub fn add_code(&mut self, paddr: u64, len: u64) {
+        let page = paddr >> 12;
+        let mask = crate::state::chunk_mask(paddr & 0xfff, len);
+        match self.code.iter_mut().find(|(p, _)| *p == page) {
+            Some((_, m)) => *m |= mask,
+            None => self.code.push((page, mask)),
         }
     }
     pub fn finish(self, term: Terminator) -> Block {
@@ -487,7 +492,7 @@ impl BlockBuilder {
             term,
             op_insn: self.op_insn,
             insn_off: self.insn_off,
-            phys_pages: self.phys_pages,
+            code: self.code,
         }
     }
 }
@@ -495,6 +500,30 @@ impl BlockBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_match_their_definitions() {
+        let vals = [
+            0u64,
+            1,
+            2,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+            (1 << 63) - 1,
+            42,
+        ];
+        for &a in &vals {
+            for &b in &vals {
+                assert_eq!(Cond::Eq.eval(a, b), a == b);
+                assert_eq!(Cond::Ne.eval(a, b), a != b);
+                assert_eq!(Cond::Lt.eval(a, b), (a as i64) < (b as i64));
+                assert_eq!(Cond::Ge.eval(a, b), (a as i64) >= (b as i64));
+                assert_eq!(Cond::LtU.eval(a, b), a < b);
+                assert_eq!(Cond::GeU.eval(a, b), a >= b);
+            }
+        }
+    }
 
     #[test]
     fn op_stays_compact() {

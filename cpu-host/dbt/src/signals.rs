@@ -2,15 +2,18 @@
 //! and stop requests. The vCPU polls one word at each block boundary and parks on a condition
 //! variable while waiting for an interrupt.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+/// Bit of the signal word that asks the vCPU to stop (the ISA's lines use the bits below it).
+pub const STOP_LINE: u64 = 1 << 63;
+
 #[derive(Default)]
 pub struct VcpuSignals {
-    /// Pending interrupt lines; the ISA assigns bit meanings (RISC-V: the `mip` layout).
+    /// Pending interrupt lines (the ISA assigns bit meanings; RISC-V: the `mip` layout) and
+    /// [`STOP_LINE`], so the run loop checks both with one load.
     pending: AtomicU64,
-    stop: AtomicBool,
     lock: Mutex<()>,
     cv: Condvar,
 }
@@ -27,6 +30,7 @@ impl VcpuSignals {
 
     /// Set or clear interrupt line(s) `mask`, waking the vCPU if it waits.
     pub fn set_lines(&self, mask: u64, level: bool) {
+        let mask = mask & !STOP_LINE;
         let old = if level {
             self.pending.fetch_or(mask, Ordering::AcqRel)
         } else {
@@ -39,13 +43,13 @@ impl VcpuSignals {
 
     /// Ask the vCPU to leave its run loop.
     pub fn request_stop(&self) {
-        self.stop.store(true, Ordering::Release);
+        self.pending.fetch_or(STOP_LINE, Ordering::AcqRel);
         self.wake();
     }
 
     #[inline(always)]
     pub fn stop_requested(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
+        self.pending() & STOP_LINE != 0
     }
 
     fn wake(&self) {
@@ -56,7 +60,7 @@ impl VcpuSignals {
     /// Park until `pending & mask != 0` or a stop is requested.
     pub fn wait_for(&self, mask: u64) {
         let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        while self.pending() & mask == 0 && !self.stop_requested() {
+        while self.pending() & (mask | STOP_LINE) == 0 {
             // The timeout is a safety net only; every state change notifies.
             g = match self.cv.wait_timeout(g, Duration::from_millis(100)) {
                 Ok((g, _)) => g,

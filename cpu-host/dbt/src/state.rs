@@ -2,7 +2,20 @@
 //! so generated code can address them at fixed offsets. The ISA's hart embeds it as its first field.
 
 use crate::tlb::Tlb;
-use std::collections::HashSet;
+use std::collections::HashMap;
+
+/// Code is tracked in chunks of this many bytes (64 per page, one bit each).
+pub const CODE_CHUNK: u64 = 64;
+
+/// Bit mask of the chunks of a page touched by `[offset, offset + len)` (within the page).
+#[inline]
+pub fn chunk_mask(offset: u64, len: u64) -> u64 {
+    let first = offset / CODE_CHUNK;
+    let last = (offset + len.max(1) - 1).min(4095) / CODE_CHUNK;
+    let n = last - first + 1;
+    let bits = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    bits << first
+}
 
 /// Number of register slots (guest registers + temporaries), addressable by any `u8`.
 pub const NUM_SLOTS: usize = 256;
@@ -11,7 +24,7 @@ pub const NUM_SLOTS: usize = 256;
 pub mod request {
     /// Flush every translated block (e.g. `fence.i`).
     pub const FLUSH_BLOCKS: u32 = 1 << 0;
-    /// Stores hit pages holding translated code: invalidate the blocks of `CpuState::smc_pages`.
+    /// Stores hit translated code: invalidate the blocks overlapping `CpuState::smc_writes`.
     pub const SMC: u32 = 1 << 1;
     /// The guest executed a wait-for-interrupt: park until an enabled interrupt is pending.
     pub const WAIT: u32 = 1 << 2;
@@ -46,10 +59,13 @@ pub struct CpuState {
     pub wake_mask: u64,
     pub tlb: Tlb,
     pub reservation: Reservation,
-    /// Physical pages (addr >> 12) holding translated code of this vCPU: stores to them take the
-    /// slow path, which reports them in `smc_pages`.
-    pub code_pages: HashSet<u64>,
-    pub smc_pages: Vec<u64>,
+    /// Physical pages (addr >> 12) holding translated code of this vCPU, with the mask of their
+    /// 64-byte chunks that do. Stores to these pages take the slow path, which reports the ones
+    /// that hit code in `smc_writes`; stores to the other chunks (data sharing a page with code)
+    /// just happen.
+    pub code_pages: HashMap<u64, u64>,
+    /// (page, chunk mask) written since the last boundary.
+    pub smc_writes: Vec<(u64, u64)>,
 }
 
 impl Default for CpuState {
@@ -69,8 +85,8 @@ impl CpuState {
             wake_mask: 0,
             tlb: Tlb::new(),
             reservation: Reservation::default(),
-            code_pages: HashSet::new(),
-            smc_pages: Vec::new(),
+            code_pages: HashMap::new(),
+            smc_writes: Vec::new(),
         }
     }
 
@@ -80,13 +96,52 @@ impl CpuState {
         if self.code_pages.is_empty() {
             return;
         }
-        let first = paddr >> 12;
-        let last = paddr.wrapping_add(len.max(1) - 1) >> 12;
-        for page in [first, last] {
-            if self.code_pages.contains(&page) && !self.smc_pages.contains(&page) {
-                self.smc_pages.push(page);
-                self.requests |= request::SMC;
+        let end = paddr.wrapping_add(len.max(1) - 1);
+        let mut at = paddr;
+        loop {
+            let page = at >> 12;
+            let page_end = if page == end >> 12 { end } else { at | 0xfff };
+            if let Some(&code) = self.code_pages.get(&page) {
+                let written = chunk_mask(at & 0xfff, page_end - at + 1);
+                if code & written != 0 {
+                    self.smc_writes.push((page, written));
+                    self.requests |= request::SMC;
+                }
             }
+            if page == end >> 12 {
+                break;
+            }
+            at = page_end + 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_masks_cover_the_touched_bytes() {
+        assert_eq!(chunk_mask(0, 1), 1);
+        assert_eq!(chunk_mask(63, 2), 0b11);
+        assert_eq!(chunk_mask(64, 64), 0b10);
+        assert_eq!(chunk_mask(0, 4096), u64::MAX);
+        assert_eq!(chunk_mask(4095, 8), 1 << 63);
+    }
+
+    #[test]
+    fn only_stores_to_code_chunks_request_invalidation() {
+        let mut c = CpuState::new();
+        c.code_pages.insert(0x80000, 0b10); // bytes 64..128 of page 0x80000 hold code
+        c.note_store(0x8000_0000, 8);
+        assert_eq!(c.requests, 0, "data beside code");
+        c.note_store(0x8000_0040 - 4, 8); // straddles into the code chunk
+        assert_eq!(c.requests, request::SMC);
+        assert_eq!(c.smc_writes, vec![(0x80000, 0b11)]);
+        c.requests = 0;
+        c.smc_writes.clear();
+        c.code_pages.insert(0x80001, 1);
+        c.note_store(0x8000_0ffc, 8); // crosses into the next page's first chunk
+        assert_eq!(c.smc_writes, vec![(0x80001, 1)]);
     }
 }

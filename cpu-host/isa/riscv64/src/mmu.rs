@@ -27,7 +27,7 @@ impl Hart {
     fn refill(&mut self, vaddr: u64, paddr: u64) {
         let ppage = paddr & PAGE_MASK;
         if let Some((host, writable)) = self.phys.host_addr(ppage, PAGE_SIZE) {
-            let w = writable && !self.cpu.code_pages.contains(&(ppage >> 12));
+            let w = writable && !self.cpu.code_pages.contains_key(&(ppage >> 12));
             self.cpu.tlb.fill(vaddr, host, true, w, true);
         }
     }
@@ -148,10 +148,8 @@ impl Hart {
         }
     }
 
-    /// Physical page of an instruction address (for code-page tracking).
-    pub(crate) fn fetch_phys_page(&self, vaddr: u64) -> Option<u64> {
-        self.translate_addr(vaddr, AccessType::Fetch)
-            .ok()
-            .map(|p| p >> 12)
+    /// Physical address of an instruction address (for code tracking).
+    pub(crate) fn fetch_phys(&self, vaddr: u64) -> Option<u64> {
+        self.translate_addr(vaddr, AccessType::Fetch).ok()
     }
 }

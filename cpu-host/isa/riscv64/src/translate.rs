@@ -33,9 +33,17 @@ pub fn translate_block(h: &mut Hart, pc: u64) -> Result<Block, Trapped> {
             // Not the first: end the block here; the fault is raised when `cur` is executed.
             Err(_) => return Ok(t.b.finish(Terminator::Jump { target: cur })),
         };
-        for p in [cur, cur.wrapping_add(insn_len(insn as u16) as u64 - 1)] {
-            if let Some(pp) = h.fetch_phys_page(p) {
-                t.b.add_phys_page(pp);
+        // Record the physical bytes of the instruction (in two parts if it straddles a page).
+        let len = insn_len(insn as u16) as u64;
+        let first_part = len.min(0x1000 - (cur & 0xfff));
+        for (va, n) in [
+            (cur, first_part),
+            (cur.wrapping_add(first_part), len - first_part),
+        ] {
+            if n > 0 {
+                if let Some(pa) = h.fetch_phys(va) {
+                    t.b.add_code(pa, n);
+                }
             }
         }
         t.insn = insn;
