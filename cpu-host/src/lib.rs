@@ -37,10 +37,15 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         eprintln!("tessera-cpu: exit: {:?}", result.reason);
         for (i, h) in result.harts.iter().enumerate() {
             eprintln!(
-                "tessera-cpu: hart{i}: {} instructions, pc {:#x} ({}-mode), {} blocks translated, {} flushes, {} invalidated by stores",
+                "tessera-cpu: hart{i}: {} instructions, pc {:#x} ({}-mode), pending lines {:#x}, \
+                 {} blocks translated, {} flushes, {} invalidated by stores",
                 h.icount,
                 h.pc,
-                ["U", "S", "?", "M"][h.privilege as usize & 3], h.cache.translated, h.cache.full_flushes, h.cache.invalidated
+                ["U", "S", "?", "M"][h.privilege as usize & 3],
+                h.pending & !(1 << 63),
+                h.cache.translated,
+                h.cache.full_flushes,
+                h.cache.invalidated
             );
         }
         let secs = elapsed.as_secs_f64();

@@ -130,6 +130,8 @@ pub struct HartStats {
     /// Where the hart was when the machine stopped (pc, privilege 0/1/3).
     pub pc: u64,
     pub privilege: u8,
+    /// Its pending interrupt lines (the signal word) at that moment.
+    pub pending: u64,
     pub cache: CacheStats,
 }
 
@@ -535,6 +537,7 @@ impl Machine {
                         icount: hart.cpu.icount,
                         pc: hart.cpu.pc,
                         privilege: hart.priv_ as u8,
+                        pending: signals.pending(),
                         cache: cache.stats,
                     }
                 })

@@ -2,11 +2,12 @@
 //! front of the hash map, chain links between blocks, and invalidation by the 64-byte chunks of
 //! physical memory their code came from.
 //!
-//! Blocks live in a slab that is only appended to until a full flush, so a link is a plain index
-//! plus a validity check of its target. Links and validity sit in their own compact vectors,
-//! since the run loop reads them between every two blocks.
+//! Blocks live in a slab that is only appended to until a full flush, so a link is a plain
+//! index. Each block also lists the links that point at it, so invalidating it unlinks them
+//! (as QEMU's `jmp_list`) and following a link needs no validity check: the run loop reads one
+//! word between two chained blocks.
 
-use crate::ir::Block;
+use crate::ir::{Block, MAX_LINKS};
 use std::collections::HashMap;
 
 const NO_LINK: u32 = u32::MAX;
@@ -25,7 +26,9 @@ pub struct CacheStats {
 pub struct BlockCache {
     blocks: Vec<Block>,
     valid: Vec<bool>,
-    links: Vec<[u32; 2]>,
+    links: Vec<[u32; MAX_LINKS]>,
+    /// For each block, the (block, link) pairs that point at it.
+    incoming: Vec<Vec<(u32, u8)>>,
     map: HashMap<(u64, u32), u32>,
     jmp: Vec<(u64, u32, u32)>,
     /// Blocks by physical page of their code (may list blocks that are no longer valid).
@@ -45,6 +48,7 @@ impl BlockCache {
             blocks: Vec::new(),
             valid: Vec::new(),
             links: Vec::new(),
+            incoming: Vec::new(),
             map: HashMap::new(),
             jmp: vec![(u64::MAX, 0, NO_LINK); 1 << JMP_CACHE_BITS],
             page_blocks: HashMap::new(),
@@ -89,7 +93,8 @@ impl BlockCache {
         }
         self.blocks.push(block);
         self.valid.push(true);
-        self.links.push([NO_LINK; 2]);
+        self.links.push([NO_LINK; MAX_LINKS]);
+        self.incoming.push(Vec::new());
         self.map.insert(key, idx);
         self.jmp[Self::jmp_index(key.0)] = (key.0, key.1, idx);
         self.stats.translated += 1;
@@ -101,20 +106,27 @@ impl BlockCache {
         &self.blocks[idx as usize]
     }
 
-    /// The valid block linked from `from` through link `n`.
+    /// The block linked from `from` through link `n` (always valid: invalidation unlinks).
     #[inline(always)]
     pub fn link(&self, from: u32, n: u8) -> Option<u32> {
         let to = *self.links.get(from as usize)?.get(n as usize)?;
-        self.is_valid(to).then_some(to)
+        (to != NO_LINK).then_some(to)
     }
 
+    /// Link exit `n` of block `from` to block `to` (both must be valid).
     pub fn set_link(&mut self, from: u32, n: u8, to: u32) {
+        if !self.is_valid(from) || !self.is_valid(to) {
+            return;
+        }
         if let Some(l) = self
             .links
             .get_mut(from as usize)
             .and_then(|l| l.get_mut(n as usize))
         {
             *l = to;
+            if let Some(inc) = self.incoming.get_mut(to as usize) {
+                inc.push((from, n));
+            }
         }
     }
 
@@ -123,6 +135,7 @@ impl BlockCache {
         self.blocks.clear();
         self.valid.clear();
         self.links.clear();
+        self.incoming.clear();
         self.map.clear();
         self.page_blocks.clear();
         self.jmp.fill((u64::MAX, 0, NO_LINK));
@@ -162,6 +175,17 @@ impl BlockCache {
         }
         for idx in dropped {
             self.valid[idx as usize] = false;
+            for (from, n) in std::mem::take(&mut self.incoming[idx as usize]) {
+                if let Some(l) = self
+                    .links
+                    .get_mut(from as usize)
+                    .and_then(|l| l.get_mut(n as usize))
+                {
+                    if *l == idx {
+                        *l = NO_LINK;
+                    }
+                }
+            }
             let b = &self.blocks[idx as usize];
             let key = (b.pc, b.mode);
             if self.map.get(&key) == Some(&idx) {

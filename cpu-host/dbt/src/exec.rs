@@ -62,7 +62,7 @@ fn run_lockstep<G: Guest>(
             return true;
         }
         if let Some(idx) = find_or_translate(g, cache) {
-            exec_block(g, cache.get(idx), signals);
+            exec_block::<G, false>(g, cache.get(idx), signals);
         }
     }
     false
@@ -76,21 +76,23 @@ fn run_chained<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &VcpuSignal
         let Some(mut idx) = find_or_translate(g, cache) else {
             continue; // fetch fault: the trap was taken, pc moved
         };
-        while let BlockExit::Link(n) = exec_block(g, cache.get(idx), signals) {
-            if g.cpu_ref().requests != 0
-                || signals.pending() & (g.cpu_ref().irq_enabled | STOP_LINE) != 0
-            {
-                break;
-            }
-            idx = match cache.link(idx, n) {
-                Some(to) => to,
-                None => match find_or_translate(g, cache) {
-                    Some(to) => {
-                        cache.set_link(idx, n, to);
-                        to
-                    }
+        loop {
+            idx = match exec_block::<G, true>(g, cache.get(idx), signals) {
+                BlockExit::Link(n) => match cache.link(idx, n) {
+                    Some(to) => to,
+                    None => match find_or_translate(g, cache) {
+                        Some(to) => {
+                            cache.set_link(idx, n, to);
+                            to
+                        }
+                        None => break,
+                    },
+                },
+                BlockExit::Indirect => match find_or_translate(g, cache) {
+                    Some(to) => to,
                     None => break,
                 },
+                BlockExit::Lookup => break,
             };
         }
     }

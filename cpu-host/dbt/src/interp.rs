@@ -3,7 +3,7 @@
 //! and block chaining in [`crate::exec`].
 
 use crate::guest::{AtomicKind, Guest, Trapped};
-use crate::ir::{AmoOp, Block, Op, Terminator};
+use crate::ir::{AmoOp, Block, Cond, Op, Terminator};
 use crate::mem;
 use crate::signals::{VcpuSignals, STOP_LINE};
 use crate::state::request;
@@ -12,9 +12,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 /// How a block ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockExit {
-    /// Continue at `CpuState::pc` through chain link `n` of the block.
+    /// Continue at `CpuState::pc` through chain link `n` of the block; nothing needs the run
+    /// loop's attention.
     Link(u8),
-    /// Continue at `CpuState::pc` after a lookup (indirect jump, exit, trap).
+    /// Continue at `CpuState::pc` (an indirect jump) after a lookup; nothing needs attention.
+    Indirect,
+    /// Continue at `CpuState::pc` after the run loop's boundary work and a lookup (exit, trap,
+    /// or something needing attention).
     Lookup,
 }
 
@@ -84,11 +88,16 @@ fn sync<G: Guest>(g: &mut G, b: &Block, base_icount: u64, i: usize) {
 
 /// Execute one block. On return `CpuState::pc` holds the next address and `icount` is exact.
 ///
-/// A block that branches back to its own start (a tight loop) runs again in place, without
-/// returning, as long as nothing needs the run loop's attention: no request from a helper or
-/// slow path, no enabled pending interrupt, no stop (`signals`, one atomic load per iteration).
+/// With `IN_PLACE`, a block that branches back to its own start (a tight loop) runs again in
+/// place, without returning, as long as nothing needs the run loop's attention: no request from
+/// a helper or slow path, no enabled pending interrupt, no stop (`signals`, one atomic load per
+/// iteration). Without it, every call executes the block once (the reset lockstep needs that).
 #[inline(always)]
-pub fn exec_block<G: Guest>(g: &mut G, b: &Block, signals: &VcpuSignals) -> BlockExit {
+pub fn exec_block<G: Guest, const IN_PLACE: bool>(
+    g: &mut G,
+    b: &Block,
+    signals: &VcpuSignals,
+) -> BlockExit {
     let mut base = g.cpu_ref().icount;
     macro_rules! r {
         ($s:expr) => {
@@ -139,7 +148,25 @@ pub fn exec_block<G: Guest>(g: &mut G, b: &Block, signals: &VcpuSignals) -> Bloc
         }};
     }
 
-    loop {
+    // Leave through a side exit taken at op `i` (the branch instruction has retired).
+    macro_rules! side_exit {
+        ($lbl:lifetime, $i:expr, $link:expr, $target:expr) => {{
+            let (_, k) = b.insn_of_op($i);
+            let c = g.cpu();
+            c.icount = base + k as u64 + 1;
+            c.pc = $target;
+            if c.requests != 0 || signals.pending() & (c.irq_enabled | STOP_LINE) != 0 {
+                return BlockExit::Lookup;
+            }
+            if IN_PLACE && $target == b.pc {
+                base = c.icount;
+                continue $lbl;
+            }
+            return BlockExit::Link($link);
+        }};
+    }
+
+    'block: loop {
         for (i, op) in b.ops.iter().enumerate() {
             match *op {
                 Op::MovI { d, imm } => r!(d) = imm as u64,
@@ -262,6 +289,66 @@ pub fn exec_block<G: Guest>(g: &mut G, b: &Block, signals: &VcpuSignals) -> Bloc
                     r!(d) = (!ok) as u64;
                 }
                 Op::Fence => std::sync::atomic::fence(SeqCst),
+                Op::ExitEq {
+                    a,
+                    b: bb,
+                    link,
+                    target,
+                } => {
+                    if r!(a) == r!(bb) {
+                        side_exit!('block, i, link, target);
+                    }
+                }
+                Op::ExitNe {
+                    a,
+                    b: bb,
+                    link,
+                    target,
+                } => {
+                    if r!(a) != r!(bb) {
+                        side_exit!('block, i, link, target);
+                    }
+                }
+                Op::ExitLt {
+                    a,
+                    b: bb,
+                    link,
+                    target,
+                } => {
+                    if (r!(a) as i64) < (r!(bb) as i64) {
+                        side_exit!('block, i, link, target);
+                    }
+                }
+                Op::ExitGe {
+                    a,
+                    b: bb,
+                    link,
+                    target,
+                } => {
+                    if (r!(a) as i64) >= (r!(bb) as i64) {
+                        side_exit!('block, i, link, target);
+                    }
+                }
+                Op::ExitLtU {
+                    a,
+                    b: bb,
+                    link,
+                    target,
+                } => {
+                    if r!(a) < r!(bb) {
+                        side_exit!('block, i, link, target);
+                    }
+                }
+                Op::ExitGeU {
+                    a,
+                    b: bb,
+                    link,
+                    target,
+                } => {
+                    if r!(a) >= r!(bb) {
+                        side_exit!('block, i, link, target);
+                    }
+                }
                 Op::Helper { id, d, a, imm } => {
                     sync(g, b, base, i);
                     let av = r!(a);
@@ -275,35 +362,101 @@ pub fn exec_block<G: Guest>(g: &mut G, b: &Block, signals: &VcpuSignals) -> Bloc
 
         let c = g.cpu();
         c.icount = base + b.n_insns as u64;
-        let (next, exit) = match b.term {
-            Terminator::Jump { target } => (target, BlockExit::Link(0)),
+        let (next, link) = match b.term {
+            Terminator::Jump { target } => (target, Some(0)),
+            // One flat match (not kind, then condition): a block's closing branch costs a
+            // single dispatch.
             Terminator::Branch {
-                cond,
+                cond: Cond::Eq,
                 a,
                 b: bb,
                 taken,
                 fallthrough,
-            } => {
-                if cond.eval(c.regs[a as usize], c.regs[bb as usize]) {
-                    (taken, BlockExit::Link(0))
-                } else {
-                    (fallthrough, BlockExit::Link(1))
-                }
+            } => branch(
+                c.regs[a as usize] == c.regs[bb as usize],
+                taken,
+                fallthrough,
+            ),
+            Terminator::Branch {
+                cond: Cond::Ne,
+                a,
+                b: bb,
+                taken,
+                fallthrough,
+            } => branch(
+                c.regs[a as usize] != c.regs[bb as usize],
+                taken,
+                fallthrough,
+            ),
+            Terminator::Branch {
+                cond: Cond::Lt,
+                a,
+                b: bb,
+                taken,
+                fallthrough,
+            } => branch(
+                (c.regs[a as usize] as i64) < (c.regs[bb as usize] as i64),
+                taken,
+                fallthrough,
+            ),
+            Terminator::Branch {
+                cond: Cond::Ge,
+                a,
+                b: bb,
+                taken,
+                fallthrough,
+            } => branch(
+                (c.regs[a as usize] as i64) >= (c.regs[bb as usize] as i64),
+                taken,
+                fallthrough,
+            ),
+            Terminator::Branch {
+                cond: Cond::LtU,
+                a,
+                b: bb,
+                taken,
+                fallthrough,
+            } => branch(c.regs[a as usize] < c.regs[bb as usize], taken, fallthrough),
+            Terminator::Branch {
+                cond: Cond::GeU,
+                a,
+                b: bb,
+                taken,
+                fallthrough,
+            } => branch(
+                c.regs[a as usize] >= c.regs[bb as usize],
+                taken,
+                fallthrough,
+            ),
+            Terminator::JumpReg { a } => (c.regs[a as usize], None),
+            Terminator::Exit { pc } => {
+                c.pc = pc;
+                return BlockExit::Lookup;
             }
-            Terminator::JumpReg { a } => (c.regs[a as usize], BlockExit::Lookup),
-            Terminator::Exit { pc } => (pc, BlockExit::Lookup),
             Terminator::ExitDynamic => return BlockExit::Lookup,
         };
         c.pc = next;
-        if next == b.pc
-            && exit != BlockExit::Lookup
-            && c.requests == 0
-            && signals.pending() & (c.irq_enabled | STOP_LINE) == 0
-        {
-            base = c.icount;
-            continue;
+        // The one check between chained blocks: anything for the run loop to do?
+        if c.requests != 0 || signals.pending() & (c.irq_enabled | STOP_LINE) != 0 {
+            return BlockExit::Lookup;
         }
-        return exit;
+        let Some(link) = link else {
+            return BlockExit::Indirect;
+        };
+        if IN_PLACE && next == b.pc {
+            base = c.icount;
+            continue 'block;
+        }
+        return BlockExit::Link(link);
+    }
+}
+
+#[inline(always)]
+fn branch(taken_if: bool, taken: u64, fallthrough: u64) -> (u64, Option<u8>) {
+    if taken_if {
+        (taken, Some(0))
+    } else {
+        (fallthrough, Some(1))
     }
 }
 

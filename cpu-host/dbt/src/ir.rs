@@ -365,6 +365,49 @@ pub enum Op {
     /// Full memory barrier (guest fences: host atomics are relaxed otherwise).
     Fence,
 
+    /// Side exits of a superblock: when the comparison of `a` and `b` holds, the instructions
+    /// up to and including this one have retired and the block leaves for `target` through
+    /// chain link `link` (≥ [`FIRST_SIDE_LINK`]); otherwise execution falls through. One op per
+    /// condition so that an interpreter pays a single dispatch.
+    ExitEq {
+        a: Slot,
+        b: Slot,
+        link: u8,
+        target: u64,
+    },
+    ExitNe {
+        a: Slot,
+        b: Slot,
+        link: u8,
+        target: u64,
+    },
+    /// signed <
+    ExitLt {
+        a: Slot,
+        b: Slot,
+        link: u8,
+        target: u64,
+    },
+    /// signed >=
+    ExitGe {
+        a: Slot,
+        b: Slot,
+        link: u8,
+        target: u64,
+    },
+    ExitLtU {
+        a: Slot,
+        b: Slot,
+        link: u8,
+        target: u64,
+    },
+    ExitGeU {
+        a: Slot,
+        b: Slot,
+        link: u8,
+        target: u64,
+    },
+
     /// Call into the guest (`Guest::helper`): d = helper(id, imm, regs[a]). May trap; then the
     /// block ends there with the guest's trap state.
     Helper {
@@ -373,6 +416,27 @@ pub enum Op {
         a: Slot,
         imm: i64,
     },
+}
+
+/// Chain links of a block: 0 and 1 belong to its terminator, the rest to side exits.
+pub const MAX_LINKS: usize = 6;
+/// First link number a side exit may use.
+pub const FIRST_SIDE_LINK: u8 = 2;
+/// Most side exits in one block.
+pub const MAX_SIDE_EXITS: u8 = MAX_LINKS as u8 - FIRST_SIDE_LINK;
+
+impl Op {
+    /// A side exit on `cond(a, b)`.
+    pub fn exit_if(cond: Cond, a: Slot, b: Slot, link: u8, target: u64) -> Op {
+        match cond {
+            Cond::Eq => Op::ExitEq { a, b, link, target },
+            Cond::Ne => Op::ExitNe { a, b, link, target },
+            Cond::Lt => Op::ExitLt { a, b, link, target },
+            Cond::Ge => Op::ExitGe { a, b, link, target },
+            Cond::LtU => Op::ExitLtU { a, b, link, target },
+            Cond::GeU => Op::ExitGeU { a, b, link, target },
+        }
+    }
 }
 
 /// How a block ends.

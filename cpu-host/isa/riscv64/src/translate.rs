@@ -19,6 +19,7 @@ pub fn translate_block(h: &mut Hart, pc: u64) -> Result<Block, Trapped> {
         insn: 0,
         priv_: h.priv_,
         end: None,
+        side_exits: 0,
     };
     let page = pc & PAGE_MASK;
     loop {

@@ -148,6 +148,13 @@ impl Hart {
         if self.mip() & self.csr.mie == 0 {
             self.cpu.requests |= request::WAIT;
         }
+        tracing::trace!(
+            hart = self.hartid,
+            pc = self.cpu.pc,
+            mie = self.csr.mie,
+            mip = self.mip(),
+            "wfi"
+        );
         Ok(())
     }
 

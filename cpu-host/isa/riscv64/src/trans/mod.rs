@@ -41,6 +41,8 @@ pub struct Tr {
     pub priv_: Priv,
     /// Set when the instruction ends the block.
     pub end: Option<Terminator>,
+    /// Side exits emitted so far (conditional branches inside the block).
+    pub side_exits: u8,
 }
 
 impl Tr {

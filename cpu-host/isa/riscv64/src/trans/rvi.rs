@@ -2,6 +2,7 @@
 
 use super::{slot, TResult, Tr};
 use crate::decode::Args;
+use tessera_dbt::ir::{FIRST_SIDE_LINK, MAX_SIDE_EXITS};
 use tessera_dbt::{Cond, Op, Terminator};
 
 pub fn lui(t: &mut Tr, a: &Args) -> TResult {
@@ -52,12 +53,21 @@ pub fn jalr(t: &mut Tr, a: &Args) -> TResult {
     Ok(())
 }
 
+/// A conditional branch becomes a side exit of the block (translation goes on along the
+/// fall-through path: a superblock), or its terminator once the block's exits are used up.
 fn branch(t: &mut Tr, a: &Args, cond: Cond) -> TResult {
+    let taken = t.pc.wrapping_add(a.imm as u64);
+    if t.side_exits < MAX_SIDE_EXITS {
+        let link = FIRST_SIDE_LINK + t.side_exits;
+        t.side_exits += 1;
+        t.emit(Op::exit_if(cond, t.s(a.rs1), t.s(a.rs2), link, taken));
+        return Ok(());
+    }
     t.end_block(Terminator::Branch {
         cond,
         a: t.s(a.rs1),
         b: t.s(a.rs2),
-        taken: t.pc.wrapping_add(a.imm as u64),
+        taken,
         fallthrough: t.next_pc,
     });
     Ok(())
