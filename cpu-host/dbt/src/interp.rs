@@ -108,8 +108,9 @@ pub fn exec_block<G: Guest, const IN_PLACE: bool>(
         ($d:expr, $a:expr, $off:expr, $lg:expr, $ext:expr, $i:expr) => {{
             let va = r!($a).wrapping_add($off as i64 as u64);
             let v = match g.cpu_ref().tlb.lookup_read(va, $lg) {
-                // SAFETY: TLB entries only map host memory that stays mapped while they exist.
-                Some(h) => unsafe { mem::load(h, $lg) },
+                // SAFETY: TLB entries only map host memory that stays mapped while they exist,
+                // and a hit implies natural alignment (the tag compare includes the low bits).
+                Some(h) => unsafe { mem::load_aligned(h, $lg) },
                 None => {
                     sync(g, b, base, $i);
                     match g.load_slow(va, $lg) {
@@ -126,8 +127,9 @@ pub fn exec_block<G: Guest, const IN_PLACE: bool>(
             let va = r!($a).wrapping_add($off as i64 as u64);
             let v = r!($s);
             match g.cpu_ref().tlb.lookup_write(va, $lg) {
-                // SAFETY: write-permitted TLB entries map writable host memory.
-                Some(h) => unsafe { mem::store(h, $lg, v) },
+                // SAFETY: write-permitted TLB entries map writable host memory, and a hit
+                // implies natural alignment (the tag compare includes the low bits).
+                Some(h) => unsafe { mem::store_aligned(h, $lg, v) },
                 None => {
                     sync(g, b, base, $i);
                     if g.store_slow(va, $lg, v).is_err() {

@@ -113,6 +113,43 @@ pub unsafe fn load(h: usize, size_log2: u32) -> u64 {
     }
 }
 
+/// [`load`] for an address known to be naturally aligned (a TLB hit proves it: the tag
+/// compare includes the low address bits), without the alignment test.
+///
+/// # Safety
+/// `h` must be aligned to `1 << size_log2` and `h..h + (1 << size_log2)` mapped readable.
+#[inline(always)]
+pub unsafe fn load_aligned(h: usize, size_log2: u32) -> u64 {
+    debug_assert_eq!(h & ((1 << size_log2) - 1), 0);
+    // SAFETY: aligned and mapped (caller contract); atomics as in `load`.
+    unsafe {
+        match size_log2 {
+            0 => (*(h as *const AtomicU8)).load(Relaxed) as u64,
+            1 => u16::from_le((*(h as *const AtomicU16)).load(Relaxed)) as u64,
+            2 => u32::from_le((*(h as *const AtomicU32)).load(Relaxed)) as u64,
+            _ => u64::from_le((*(h as *const AtomicU64)).load(Relaxed)),
+        }
+    }
+}
+
+/// [`store`] for an address known to be naturally aligned.
+///
+/// # Safety
+/// `h` must be aligned to `1 << size_log2` and `h..h + (1 << size_log2)` mapped writable.
+#[inline(always)]
+pub unsafe fn store_aligned(h: usize, size_log2: u32, v: u64) {
+    debug_assert_eq!(h & ((1 << size_log2) - 1), 0);
+    // SAFETY: aligned and mapped writable (caller contract).
+    unsafe {
+        match size_log2 {
+            0 => (*(h as *const AtomicU8)).store(v as u8, Relaxed),
+            1 => (*(h as *const AtomicU16)).store((v as u16).to_le(), Relaxed),
+            2 => (*(h as *const AtomicU32)).store((v as u32).to_le(), Relaxed),
+            _ => (*(h as *const AtomicU64)).store(v.to_le(), Relaxed),
+        }
+    }
+}
+
 /// Store the low `1 << size_log2` bytes of `v` (little-endian) at host address `h`.
 ///
 /// # Safety
