@@ -33,6 +33,8 @@ pub struct BlockCache {
     jmp: Vec<(u64, u32, u32)>,
     /// Blocks by physical page of their code (may list blocks that are no longer valid).
     page_blocks: HashMap<u64, Vec<u32>>,
+    /// Bumped by every full flush: block indices from an older generation mean nothing.
+    generation: u64,
     pub stats: CacheStats,
 }
 
@@ -52,6 +54,7 @@ impl BlockCache {
             map: HashMap::new(),
             jmp: vec![(u64::MAX, 0, NO_LINK); 1 << JMP_CACHE_BITS],
             page_blocks: HashMap::new(),
+            generation: 0,
             stats: CacheStats::default(),
         }
     }
@@ -139,6 +142,7 @@ impl BlockCache {
         self.map.clear();
         self.page_blocks.clear();
         self.jmp.fill((u64::MAX, 0, NO_LINK));
+        self.generation += 1;
         self.stats.full_flushes += 1;
     }
 
@@ -196,6 +200,11 @@ impl BlockCache {
         remaining
     }
 
+    /// Changes whenever a full flush invalidates every block index.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -239,6 +248,18 @@ mod tests {
         c.flush();
         assert_eq!(c.lookup(0x1000, 0), None);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_full_flush_changes_the_generation_and_forgets_everything() {
+        let mut c = BlockCache::new();
+        let g0 = c.generation();
+        let (a, flushed) = c.insert(block(0x1000, 0x8000_1000, 4));
+        assert!(!flushed);
+        c.flush();
+        assert_ne!(c.generation(), g0);
+        assert_eq!(c.link(a, 0), None);
+        assert_eq!(c.lookup(0x1000, 0), None);
     }
 
     #[test]

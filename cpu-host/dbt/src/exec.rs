@@ -80,13 +80,19 @@ fn run_chained<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &VcpuSignal
             idx = match exec_block::<G, true>(g, cache.get(idx), signals) {
                 BlockExit::Link(n) => match cache.link(idx, n) {
                     Some(to) => to,
-                    None => match find_or_translate(g, cache) {
-                        Some(to) => {
-                            cache.set_link(idx, n, to);
-                            to
+                    None => {
+                        // Translating may flush a full cache; then `idx` names nothing.
+                        let generation = cache.generation();
+                        match find_or_translate(g, cache) {
+                            Some(to) => {
+                                if cache.generation() == generation {
+                                    cache.set_link(idx, n, to);
+                                }
+                                to
+                            }
+                            None => break,
                         }
-                        None => break,
-                    },
+                    }
                 },
                 BlockExit::Indirect => match find_or_translate(g, cache) {
                     Some(to) => to,
