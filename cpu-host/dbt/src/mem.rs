@@ -92,16 +92,8 @@ impl PhysMap {
 pub unsafe fn load(h: usize, size_log2: u32) -> u64 {
     let size = 1usize << size_log2;
     if h & (size - 1) == 0 {
-        // SAFETY: aligned and mapped (caller); atomics make concurrent writers from other
-        // threads/processes well-defined.
-        unsafe {
-            match size_log2 {
-                0 => (*(h as *const AtomicU8)).load(Relaxed) as u64,
-                1 => u16::from_le((*(h as *const AtomicU16)).load(Relaxed)) as u64,
-                2 => u32::from_le((*(h as *const AtomicU32)).load(Relaxed)) as u64,
-                _ => u64::from_le((*(h as *const AtomicU64)).load(Relaxed)),
-            }
-        }
+        // SAFETY: aligned and mapped (caller contract).
+        unsafe { load_aligned(h, size_log2) }
     } else {
         let mut v = 0u64;
         for i in 0..size {
@@ -159,14 +151,7 @@ pub unsafe fn store(h: usize, size_log2: u32, v: u64) {
     let size = 1usize << size_log2;
     if h & (size - 1) == 0 {
         // SAFETY: aligned and mapped writable (caller contract).
-        unsafe {
-            match size_log2 {
-                0 => (*(h as *const AtomicU8)).store(v as u8, Relaxed),
-                1 => (*(h as *const AtomicU16)).store((v as u16).to_le(), Relaxed),
-                2 => (*(h as *const AtomicU32)).store((v as u32).to_le(), Relaxed),
-                _ => (*(h as *const AtomicU64)).store(v.to_le(), Relaxed),
-            }
-        }
+        unsafe { store_aligned(h, size_log2, v) }
     } else {
         for i in 0..size {
             // SAFETY: in range per the caller's contract.

@@ -2,6 +2,22 @@
 //! (STYLE.md #2). Each function checks its guards, then emits IR for one instruction through
 //! [`Tr`]. Instructions that end a block set the terminator.
 
+/// `fn $name`: rd = rs1 OP rs2 (nothing when rd is x0, which has no side effects here).
+macro_rules! alu {
+    ($name:ident, $op:ident) => {
+        pub fn $name(t: &mut Tr, a: &Args) -> TResult {
+            if a.rd != 0 {
+                t.emit(Op::$op {
+                    d: a.rd,
+                    a: t.s(a.rs1),
+                    b: t.s(a.rs2),
+                });
+            }
+            Ok(())
+        }
+    };
+}
+
 pub mod privileged;
 pub mod rva;
 pub mod rvi;

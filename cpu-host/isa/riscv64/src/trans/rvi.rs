@@ -190,20 +190,6 @@ shift_imm!(slliw, ShlIW);
 shift_imm!(srliw, ShrIW);
 shift_imm!(sraiw, SarIW);
 
-macro_rules! alu {
-    ($name:ident, $op:ident) => {
-        pub fn $name(t: &mut Tr, a: &Args) -> TResult {
-            if a.rd != 0 {
-                t.emit(Op::$op {
-                    d: a.rd,
-                    a: t.s(a.rs1),
-                    b: t.s(a.rs2),
-                });
-            }
-            Ok(())
-        }
-    };
-}
 alu!(sub, Sub);
 alu!(sll, Shl);
 alu!(slt, SetLt);

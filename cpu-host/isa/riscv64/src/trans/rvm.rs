@@ -5,20 +5,6 @@ use super::{TResult, Tr};
 use crate::decode::Args;
 use tessera_dbt::Op;
 
-macro_rules! alu {
-    ($name:ident, $op:ident) => {
-        pub fn $name(t: &mut Tr, a: &Args) -> TResult {
-            if a.rd != 0 {
-                t.emit(Op::$op {
-                    d: a.rd,
-                    a: t.s(a.rs1),
-                    b: t.s(a.rs2),
-                });
-            }
-            Ok(())
-        }
-    };
-}
 alu!(mul, Mul);
 alu!(mulh, MulHS);
 alu!(mulhsu, MulHSU);
