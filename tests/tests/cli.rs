@@ -235,12 +235,14 @@ fn random_guest_code_never_crashes_the_process() {
         )
         .expect("spawn");
         let early = g.wait_timeout(Duration::from_millis(700)).expect("wait");
+        // Alternate SIGTERM and SIGINT (Ctrl-C): both stop the machine cleanly.
+        let sig = if round % 2 == 0 {
+            nix::sys::signal::Signal::SIGTERM
+        } else {
+            nix::sys::signal::Signal::SIGINT
+        };
         if early.is_none() {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(g.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            )
-            .expect("kill");
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(g.id() as i32), sig).expect("kill");
         }
         let status = match early {
             Some(s) => s,
@@ -264,7 +266,7 @@ fn random_guest_code_never_crashes_the_process() {
             assert_eq!(
                 status.code(),
                 Some(130),
-                "round {round}: SIGTERM should stop with 130: {err}"
+                "round {round}: {sig:?} should stop with 130: {err}"
             );
         }
     }
@@ -368,4 +370,68 @@ fn serial_file_receives_guest_output() {
         "output leaked to stdout: {:?}",
         out.stdout
     );
+}
+
+/// Harts that execute WFI with nothing pending park their host threads: while hart 0 runs
+/// 3 million instructions, harts 1-3 (in a `wfi; j` loop) retire only a handful. A WFI that
+/// returned at once would make them spin through millions.
+#[test]
+fn wfi_parks_idle_harts() {
+    let src = tmp("wfi_park.S");
+    std::fs::write(
+        &src,
+        "    .globl _start\n_start:\n    csrr t0, mhartid\n    bnez t0, park\n    li t1, 1000000\n\
+         1:  addi t1, t1, -1\n    bnez t1, 1b\n    li t0, 0x100000\n    li t1, 0x5555\n    sw t1, 0(t0)\n\
+         2:  j 2b\npark:\n    wfi\n    j park\n",
+    )
+    .expect("write");
+    let elf = tmp("wfi_park.elf");
+    let cc = Command::new("riscv64-unknown-elf-gcc")
+        .args([
+            "-march=rv64imac_zicsr",
+            "-mabi=lp64",
+            "-nostdlib",
+            "-nostartfiles",
+            "-Wl,-Ttext=0x80000000",
+            "-Wl,-n",
+            "-o",
+        ])
+        .arg(&elf)
+        .arg(&src)
+        .output()
+        .expect("riscv64-unknown-elf-gcc missing: install Debian's `gcc-riscv64-unknown-elf`");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let out = tessera(&[
+        "--harts",
+        "4",
+        "--bios",
+        "none",
+        "--stats",
+        "--kernel",
+        elf.to_str().expect("utf8"),
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let count = |hart: u32| -> u64 {
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("tessera-cpu: hart{hart}: ")))
+            .unwrap_or_else(|| panic!("no stats for hart{hart}: {}", out.stderr));
+        line.split_whitespace()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .expect("instruction count")
+    };
+    assert!(count(0) > 2_000_000, "hart0 ran {}", count(0));
+    for h in 1..4 {
+        assert!(
+            count(h) < 10_000,
+            "hart{h} retired {} instructions: WFI did not park it",
+            count(h)
+        );
+    }
 }
