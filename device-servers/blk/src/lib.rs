@@ -1,0 +1,1 @@
+//! tessera-blk: placeholder until the vhost-user issue lands.

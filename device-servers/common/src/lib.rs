@@ -1,0 +1,1 @@
+//! tessera-server-common: placeholder until the vhost-user issue lands.

@@ -1,0 +1,1 @@
+//! tessera-console: placeholder until the vhost-user issue lands.
