@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use std::path::PathBuf;
-use tessera_board::machine::{Firmware, MachineConfig, Serial};
+use tessera_board::machine::{Firmware, MachineConfig, Serial, VhostKind, VhostUserSpec};
 
 /// Debian's OpenSBI (package `opensbi`), used when `--bios` is not given.
 pub const DEFAULT_BIOS: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
@@ -47,6 +47,11 @@ pub struct Cli {
     /// Write the generated device tree blob to PATH and exit.
     #[arg(long, value_name = "PATH")]
     pub dump_dtb: Option<PathBuf>,
+    /// A virtio device served by another process over vhost-user: KIND is `blk` or `console`;
+    /// SOCKET the backend's unix socket; N the number of queues (default 1). Repeatable:
+    /// devices take the virtio-mmio slots at 0x10001000, 0x10002000, ... in order.
+    #[arg(long = "vhost-user", value_name = "KIND,socket=PATH[,queues=N]", value_parser = parse_vhost_user)]
+    pub vhost_user: Vec<VhostUserSpec>,
     /// Print instruction counts, translation figures and guest MIPS to stderr at exit.
     #[arg(long)]
     pub stats: bool,
@@ -75,6 +80,7 @@ impl Cli {
             initrd: self.initrd.clone(),
             append: self.append.clone(),
             serial: self.serial.clone(),
+            vhost_user: self.vhost_user.clone(),
         })
     }
 }
@@ -102,6 +108,45 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
+/// `blk,socket=/run/blk.sock,queues=2`
+pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
+    let mut parts = s.split(',');
+    let kind = match parts.next() {
+        Some("blk") => VhostKind::Blk,
+        Some("console") => VhostKind::Console,
+        Some(k) => {
+            return Err(format!(
+                "unknown vhost-user device kind `{k}` (blk or console)"
+            ))
+        }
+        None => return Err("missing device kind".into()),
+    };
+    let (mut socket, mut queues) = (None, 1usize);
+    for p in parts {
+        match p.split_once('=') {
+            Some(("socket", v)) if !v.is_empty() => socket = Some(PathBuf::from(v)),
+            Some(("queues", v)) => {
+                queues = v
+                    .parse()
+                    .ok()
+                    .filter(|q| (1..=64).contains(q))
+                    .ok_or_else(|| format!("queues={v} is not a number from 1 to 64"))?
+            }
+            _ => {
+                return Err(format!(
+                    "unknown vhost-user option `{p}` (socket=PATH, queues=N)"
+                ))
+            }
+        }
+    }
+    let socket = socket.ok_or("missing socket=PATH")?;
+    Ok(VhostUserSpec {
+        kind,
+        socket,
+        queues,
+    })
+}
+
 pub fn parse_serial(s: &str) -> Result<Serial, String> {
     match s {
         "stdio" => Ok(Serial::Stdio),
@@ -125,6 +170,26 @@ mod tests {
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("M").is_err());
         assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn vhost_user_specs_parse() {
+        assert_eq!(
+            parse_vhost_user("blk,socket=/tmp/b.sock,queues=2"),
+            Ok(VhostUserSpec {
+                kind: VhostKind::Blk,
+                socket: "/tmp/b.sock".into(),
+                queues: 2
+            })
+        );
+        assert_eq!(
+            parse_vhost_user("console,socket=c").map(|s| s.queues),
+            Ok(1)
+        );
+        assert!(parse_vhost_user("net,socket=x").is_err());
+        assert!(parse_vhost_user("blk").is_err());
+        assert!(parse_vhost_user("blk,socket=x,queues=0").is_err());
+        assert!(parse_vhost_user("blk,socket=x,color=red").is_err());
     }
 
     #[test]

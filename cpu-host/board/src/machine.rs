@@ -20,6 +20,9 @@ use tessera_devices::{
 };
 use tessera_isa_riscv64::{irq, Hart, HartConfig};
 use tessera_shm::GuestRam;
+pub use tessera_transport::vhost_user::Kind as VhostKind;
+use tessera_transport::vhost_user::VhostUserDevice;
+use tessera_transport::VirtioMmio;
 use vm_memory::{Bytes, GuestAddress};
 
 /// What runs first.
@@ -38,6 +41,14 @@ pub enum Serial {
     File(PathBuf),
 }
 
+/// A virtio device served by another process over vhost-user, on the next free virtio-mmio slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VhostUserSpec {
+    pub kind: VhostKind,
+    pub socket: PathBuf,
+    pub queues: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct MachineConfig {
     pub harts: u32,
@@ -47,6 +58,8 @@ pub struct MachineConfig {
     pub initrd: Option<PathBuf>,
     pub append: Option<String>,
     pub serial: Serial,
+    /// vhost-user devices, assigned to virtio-mmio slots 0, 1, ... in order.
+    pub vhost_user: Vec<VhostUserSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +103,14 @@ pub enum BoardError {
     Thread {
         what: &'static str,
         source: std::io::Error,
+    },
+    #[error("{count} vhost-user devices given, the board has {slots} virtio-mmio slots")]
+    TooManyDevices { count: usize, slots: u32 },
+    #[error("vhost-user {kind} device (slot {slot}): {source}")]
+    VhostUser {
+        kind: &'static str,
+        slot: usize,
+        source: tessera_transport::vhost_user::VhostUserError,
     },
     #[error("opening serial output {path}: {source}")]
     SerialFile {
@@ -433,16 +454,36 @@ impl Machine {
         add(memmap::TEST, finisher)?;
         add(memmap::RTC, rtc.clone())?;
         add(memmap::ACLINT, aclint.clone())?;
-        add(memmap::PLIC, plic)?;
+        add(memmap::PLIC, plic.clone())?;
         add(memmap::UART0, uart.clone())?;
-        for n in 0..memmap::VIRTIO_MMIO_SLOTS as u64 {
-            let base = memmap::VIRTIO_MMIO.base + n * memmap::VIRTIO_MMIO.size;
+        if cfg.vhost_user.len() > memmap::VIRTIO_MMIO_SLOTS as usize {
+            return Err(BoardError::TooManyDevices {
+                count: cfg.vhost_user.len(),
+                slots: memmap::VIRTIO_MMIO_SLOTS,
+            });
+        }
+        for n in 0..memmap::VIRTIO_MMIO_SLOTS as usize {
+            let base = memmap::VIRTIO_MMIO.base + n as u64 * memmap::VIRTIO_MMIO.size;
+            let dev: Arc<dyn BusDevice> = match cfg.vhost_user.get(n) {
+                Some(spec) => {
+                    let backend =
+                        VhostUserDevice::connect(spec.kind, &spec.socket, spec.queues, mem.clone())
+                            .map_err(|source| BoardError::VhostUser {
+                                kind: spec.kind.name(),
+                                slot: n,
+                                source,
+                            })?;
+                    let irq = plic.source(memmap::VIRTIO_IRQ_BASE + n as u32);
+                    Arc::new(VirtioMmio::new(Box::new(backend), irq))
+                }
+                None => Arc::new(VirtioMmioEmpty::new()),
+            };
             add(
                 Region {
                     base,
                     size: memmap::VIRTIO_MMIO.size,
                 },
-                Arc::new(VirtioMmioEmpty::new()),
+                dev,
             )?;
         }
 
