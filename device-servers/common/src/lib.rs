@@ -1,1 +1,309 @@
-//! tessera-server-common: placeholder until the vhost-user issue lands.
+//! tessera-server-common: what every Tessera vhost-user device server shares.
+//!
+//! Contract (keep it small; `tessera-blk` and `tessera-console` build on it):
+//!
+//! - [`init_logging`]: `tracing` to stderr, filter from the `TESSERA_LOG` environment variable
+//!   (`tracing-subscriber` env-filter syntax), `warn` when unset.
+//! - [`SocketArgs`]: the clap arguments every server takes (`--socket PATH`); flatten it into the
+//!   server's own `#[derive(Parser)]`.
+//! - [`StopHandle`]: a latch that ends [`serve_until`]; [`StopHandle::on_signals`] trips it on
+//!   SIGTERM/SIGINT.
+//! - [`serve_forever`] / [`serve_until`]: listen on a unix socket, serve one vhost-user frontend
+//!   at a time with a fresh `VhostUserDaemon`, reset the backend after each disconnect, listen
+//!   again; return `Ok(())` once stopped. A stale socket file is removed first and the socket file
+//!   is removed on return.
+//! - [`exit_event`]: what every backend's `VhostUserBackend::exit_event` must return. Without it
+//!   the vring worker threads never end and the server cannot take the next connection.
+
+#![forbid(unsafe_code)]
+
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use vhost::vhost_user::Listener;
+use vhost_user_backend::bitmap::BitmapReplace;
+use vhost_user_backend::{ShutdownHandle, VhostUserBackend, VhostUserDaemon};
+use vm_memory::mmap::NewBitmap;
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
+
+/// Command-line arguments shared by every vhost-user server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SocketArgs {
+    /// Path of the vhost-user unix socket to listen on (a stale socket file is replaced).
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+}
+
+/// Why serving stopped with an error. Each variant names the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("creating the stop eventfd: {0}")]
+    StopEventFd(#[source] std::io::Error),
+    #[error("installing SIGTERM/SIGINT handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("removing stale socket {0}: {1}")]
+    RemoveStale(PathBuf, #[source] std::io::Error),
+    #[error("listening on {0}: {1}")]
+    Bind(PathBuf, #[source] std::io::Error),
+    #[error("waiting for a connection: {0}")]
+    Poll(#[source] nix::Error),
+    #[error("cloning the listening socket: {0}")]
+    CloneListener(#[source] std::io::Error),
+    #[error("creating the vhost-user daemon: {0}")]
+    NewDaemon(String),
+    #[error(
+        "the backend's VhostUserBackend::exit_event returns None: its worker threads could \
+         never be stopped after a disconnect; return tessera_server_common::exit_event()"
+    )]
+    NoExitEvent,
+    #[error("accepting a vhost-user connection: {0}")]
+    Accept(String),
+}
+
+/// A fresh exit event for one vring worker thread. Implement
+/// `VhostUserBackend::exit_event(&self, _)` as `tessera_server_common::exit_event()`: the daemon
+/// signals it when a connection ends, so worker threads exit and can be joined.
+pub fn exit_event() -> Option<(EventConsumer, EventNotifier)> {
+    match new_event_consumer_and_notifier(EventFlag::NONBLOCK) {
+        Ok(pair) => Some(pair),
+        Err(e) => {
+            tracing::error!("creating a worker exit event: {e}");
+            None
+        }
+    }
+}
+
+/// Initialise logging to stderr. Filter from `TESSERA_LOG` (e.g. `debug`,
+/// `tessera_blk=trace`), `warn` when unset. Safe to call more than once.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+struct StopState {
+    stopped: AtomicBool,
+    event: EventFd,
+    current: Mutex<Option<ShutdownHandle>>,
+}
+
+/// A latch that stops [`serve_until`]: cloneable, thread-safe, one-way.
+#[derive(Clone)]
+pub struct StopHandle(Arc<StopState>);
+
+impl StopHandle {
+    /// A handle that only trips when [`StopHandle::stop`] is called.
+    pub fn new() -> Result<Self, ServeError> {
+        Ok(Self(Arc::new(StopState {
+            stopped: AtomicBool::new(false),
+            event: EventFd::from_flags(EfdFlags::EFD_NONBLOCK)
+                .map_err(|e| ServeError::StopEventFd(e.into()))?,
+            current: Mutex::new(None),
+        })))
+    }
+
+    /// A handle that also trips on SIGTERM or SIGINT (a thread waits for them).
+    pub fn on_signals() -> Result<Self, ServeError> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let handle = Self::new()?;
+        let mut signals =
+            signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(ServeError::Signals)?;
+        let h = handle.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    tracing::info!(signal = sig, "stopping on signal");
+                    h.stop();
+                }
+            })
+            .map_err(ServeError::Signals)?;
+        Ok(handle)
+    }
+
+    /// Stop serving: wakes the listener and shuts down the current connection, if any.
+    pub fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        let _ = self.0.event.write(1);
+        if let Some(h) = self.lock_current().as_ref() {
+            h.shutdown();
+        }
+    }
+
+    /// Whether [`StopHandle::stop`] has been called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.stopped.load(Ordering::SeqCst)
+    }
+
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Option<ShutdownHandle>> {
+        self.0
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_current(&self, h: Option<ShutdownHandle>) {
+        *self.lock_current() = h;
+        if self.is_stopped() {
+            if let Some(h) = self.lock_current().as_ref() {
+                h.shutdown();
+            }
+        }
+    }
+}
+
+/// Serve `backend` on `socket` until SIGTERM or SIGINT; see [`serve_until`].
+pub fn serve_forever<T>(name: &str, socket: &Path, backend: T) -> Result<(), ServeError>
+where
+    T: VhostUserBackend + Clone + 'static,
+    T::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
+    T::Vring: Clone + Send + Sync,
+{
+    serve_until(name, socket, backend, &StopHandle::on_signals()?)
+}
+
+/// Serve one frontend at a time on `socket` until `stop` trips.
+///
+/// The backend must implement `exit_event` with [`exit_event`] (checked: [`ServeError::NoExitEvent`]).
+/// Each connection gets a fresh `VhostUserDaemon` (new vrings and worker threads); after the
+/// frontend disconnects, `backend.reset_device()` runs and the server listens again. Errors of a
+/// single connection are logged, not returned: a broken frontend must not end the server.
+pub fn serve_until<T>(
+    name: &str,
+    socket: &Path,
+    backend: T,
+    stop: &StopHandle,
+) -> Result<(), ServeError>
+where
+    T: VhostUserBackend + Clone + 'static,
+    T::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
+    T::Vring: Clone + Send + Sync,
+{
+    // Without exit events the daemon's Drop would wait forever for its worker threads.
+    if backend.exit_event(0).is_none() {
+        return Err(ServeError::NoExitEvent);
+    }
+    remove_stale_socket(socket)?;
+    let listener =
+        UnixListener::bind(socket).map_err(|e| ServeError::Bind(socket.to_path_buf(), e))?;
+    let _cleanup = RemoveOnDrop(socket.to_path_buf());
+    tracing::info!(socket = %socket.display(), "listening");
+
+    while !stop.is_stopped() {
+        if !wait_readable(&listener, stop)? {
+            break;
+        }
+        let mut daemon = VhostUserDaemon::new(
+            name.to_string(),
+            backend.clone(),
+            GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+        )
+        .map_err(|e| ServeError::NewDaemon(e.to_string()))?;
+        let mut l = Listener::from(listener.try_clone().map_err(ServeError::CloneListener)?);
+        daemon
+            .start(&mut l)
+            .map_err(|e| ServeError::Accept(e.to_string()))?;
+        tracing::info!("frontend connected");
+        stop.set_current(daemon.shutdown_handle());
+        match daemon.wait() {
+            Ok(())
+            | Err(vhost_user_backend::Error::HandleRequest(
+                vhost::vhost_user::Error::Disconnected | vhost::vhost_user::Error::PartialMessage,
+            )) => tracing::info!("frontend disconnected"),
+            Err(e) => tracing::warn!("connection ended with an error: {e}"),
+        }
+        stop.set_current(None);
+        // Dropping the daemon drops its handler: worker threads get their exit event and are
+        // joined before the device state is reset for the next frontend.
+        drop(daemon);
+        backend.reset_device();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Wait until the listener has a connection (`true`) or `stop` trips (`false`).
+fn wait_readable(listener: &UnixListener, stop: &StopHandle) -> Result<bool, ServeError> {
+    loop {
+        if stop.is_stopped() {
+            return Ok(false);
+        }
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.0.event.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(ServeError::Poll(e)),
+        }
+        if stop.is_stopped() {
+            return Ok(false);
+        }
+        if fds[0].any().unwrap_or(false) {
+            return Ok(true);
+        }
+    }
+}
+
+fn remove_stale_socket(socket: &Path) -> Result<(), ServeError> {
+    match std::fs::symlink_metadata(socket) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(socket)
+            .map_err(|e| ServeError::RemoveStale(socket.to_path_buf(), e)),
+        Ok(_) => Err(ServeError::NotASocket(socket.to_path_buf())),
+        Err(_) => Ok(()),
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_regular_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("tessera-common-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tempdir");
+        let f = dir.join("not-a-socket");
+        std::fs::write(&f, b"x").expect("write");
+        assert!(matches!(
+            remove_stale_socket(&f),
+            Err(ServeError::NotASocket(_))
+        ));
+        let s = dir.join("sock");
+        drop(UnixListener::bind(&s).expect("bind"));
+        remove_stale_socket(&s).expect("stale socket removed");
+        assert!(!s.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stop_handle_latches() {
+        let h = StopHandle::new().expect("eventfd");
+        assert!(!h.is_stopped());
+        h.clone().stop();
+        assert!(h.is_stopped());
+    }
+}
