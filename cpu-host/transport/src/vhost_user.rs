@@ -41,6 +41,14 @@ impl Kind {
             Kind::Console => "console",
         }
     }
+    /// Virtqueues of a device with `requested` request queues: virtio-blk has one per request
+    /// queue; virtio-console (no MULTIPORT) always has its receiveq and transmitq.
+    fn virtqueues(self, requested: usize) -> usize {
+        match self {
+            Kind::Blk => requested.max(1),
+            Kind::Console => 2,
+        }
+    }
     /// Size of the device's config space that the frontend forwards (virtio 1.2 §5.2.4, §5.3.4).
     fn config_size(self) -> u32 {
         match self {
@@ -106,7 +114,7 @@ impl VhostUserDevice {
         queues: usize,
         mem: GuestMemoryMmap,
     ) -> Result<Self, VhostUserError> {
-        let queues = queues.max(1);
+        let queues = kind.virtqueues(queues);
         let mut frontend =
             Frontend::connect(socket, queues as u64).map_err(|source| VhostUserError::Connect {
                 path: socket.to_owned(),
@@ -134,7 +142,8 @@ impl VhostUserDevice {
                     wanted: queues,
                 });
             }
-        } else if queues > 1 {
+        } else if kind == Kind::Blk && queues > 1 {
+            // Several request queues need MQ; other devices' queue counts are fixed by type.
             return Err(VhostUserError::Queues {
                 offered: 1,
                 wanted: queues,

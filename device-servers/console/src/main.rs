@@ -1,1 +1,35 @@
-fn main() {}
+//! tessera-console: a vhost-user virtio-console device server. See README.md.
+
+use clap::Parser;
+use tessera_console::Output;
+use tessera_server_common::SocketArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "vhost-user virtio-console backend: port 0 bridged to stdio, a file or a unix socket"
+)]
+struct Args {
+    #[command(flatten)]
+    socket: SocketArgs,
+    /// Where port 0 goes: `stdio` (guest output to stdout, stdin to the guest), `file:PATH`
+    /// (output appended to PATH, no input), or `socket:PATH` (listen on PATH; one client at a
+    /// time gets the output and its input goes to the guest).
+    #[arg(long, default_value = "stdio", value_name = "stdio|file:PATH|socket:PATH", value_parser = tessera_console::parse_output)]
+    output: Output,
+}
+
+fn main() -> std::process::ExitCode {
+    tessera_server_common::init_logging();
+    let a = Args::parse();
+    match tessera_console::run(tessera_console::Config {
+        socket: a.socket.socket,
+        output: a.output,
+    }) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tessera-console: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -59,7 +59,7 @@ int virtio_init(struct vdev *d, u64 wanted, int nqueues)
     return 0;
 }
 
-long virtio_submit(struct vdev *d, int qi, const struct vbuf *bufs, int n)
+void virtio_post(struct vdev *d, int qi, const struct vbuf *bufs, int n)
 {
     struct vq *q = d->q[qi];
     for (int i = 0; i < n; i++) {
@@ -74,9 +74,14 @@ long virtio_submit(struct vdev *d, int qi, const struct vbuf *bufs, int n)
     q->avail.idx = idx + 1;
     __sync_synchronize();
     wr(d, VREG_QUEUE_NOTIFY, qi);
+}
+
+long virtio_wait(struct vdev *d, int qi, u64 timeout_ticks)
+{
+    struct vq *q = d->q[qi];
     u64 start = mtime();
     while (*(volatile u16 *)&q->used.idx == q->last_used) {
-        if (mtime() - start > 10UL * TIMEBASE_HZ)
+        if (mtime() - start > timeout_ticks)
             return -1;
     }
     __sync_synchronize();
@@ -84,6 +89,12 @@ long virtio_submit(struct vdev *d, int qi, const struct vbuf *bufs, int n)
     q->last_used++;
     wr(d, VREG_INTERRUPT_ACK, rd(d, VREG_INTERRUPT_STATUS));
     return e.len;
+}
+
+long virtio_submit(struct vdev *d, int qi, const struct vbuf *bufs, int n)
+{
+    virtio_post(d, qi, bufs, n);
+    return virtio_wait(d, qi, 10UL * TIMEBASE_HZ);
 }
 
 u8 virtio_config8(struct vdev *d, u64 off) { return *(volatile u8 *)(d->base + VREG_CONFIG + off); }

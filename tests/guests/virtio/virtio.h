@@ -66,7 +66,11 @@ struct vbuf { const void *addr; u32 len; int writable; };
 int virtio_find(struct vdev *d, u32 device_id);
 /* Negotiate: offer `wanted` ∩ device features (VERSION_1 required); returns 0 on success. */
 int virtio_init(struct vdev *d, u64 wanted, int nqueues);
-/* Submit a chain on queue `qi` and wait (polling) for it to complete. Returns the used length,
+/* Make a chain available on queue `qi` (one chain in flight per queue) and notify. */
+void virtio_post(struct vdev *d, int qi, const struct vbuf *bufs, int n);
+/* Poll queue `qi` until its chain is used; returns the used length, or -1 after the timeout. */
+long virtio_wait(struct vdev *d, int qi, u64 timeout_ticks);
+/* Post a chain on queue `qi` and wait (polling) for it to complete. Returns the used length,
  * or -1 on timeout. */
 long virtio_submit(struct vdev *d, int qi, const struct vbuf *bufs, int n);
 u8 virtio_config8(struct vdev *d, u64 off);
