@@ -1,0 +1,180 @@
+//! Debian's U-Boot on tessera-cpu with its disk served by tessera-blk over vhost-user: a file on
+//! a FAT image is listed, loaded and CRC-checked against the host; a sector written by U-Boot is
+//! found in the image after shutdown, with its neighbours untouched.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tessera_tests::console::Console;
+use tessera_tests::{bin_path, ChildGuard};
+
+const OPENSBI_JUMP: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
+const UBOOT_SMODE: &str = "/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin";
+const T: Duration = Duration::from_secs(90);
+
+fn private_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn run_ok(cmd: &mut Command, package: &str) {
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("{cmd:?}: {e} (install Debian's `{package}`; scripts/setup.sh does)")
+    });
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Run a U-Boot command and return its output up to the next prompt at a line start.
+fn uboot(c: &mut Console, cmd: &str) -> String {
+    c.send(&format!("{cmd}\r")).expect("type");
+    c.expect(&format!("{cmd}\r\n"), T)
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    // The next prompt is "=> " at a line start ("==> " in crc32's output is not one).
+    let mut out = String::new();
+    loop {
+        out += &c.expect("=> ", T).unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        if out == "=> " || out.ends_with("\n=> ") {
+            return out;
+        }
+    }
+}
+
+#[test]
+fn uboot_on_tessera_loads_a_file_and_writes_a_sector_through_tessera_blk() {
+    let dir = private_dir("uboot-tessera-blk");
+    let image = dir.join("disk.img");
+    let payload = dir.join("rand.bin");
+    let mut x = 0x1234_5678_9abc_def1u64;
+    let data: Vec<u8> = (0..150 * 1024 + 77)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&payload, &data).expect("payload");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("image");
+    run_ok(Command::new("mkfs.vfat").arg(&image), "dosfstools");
+    run_ok(
+        Command::new("mcopy")
+            .arg("-i")
+            .arg(&image)
+            .arg(&payload)
+            .arg("::RAND.BIN"),
+        "mtools",
+    );
+    let before = std::fs::read(&image).expect("image");
+
+    let sock = dir.join("blk.sock");
+    let mut blk = ChildGuard::spawn(
+        Command::new(bin_path("tessera-blk"))
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--image")
+            .arg(&image)
+            .stdin(Stdio::null()),
+    )
+    .expect("spawn tessera-blk");
+    for _ in 0..400 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+
+    let mut c = Console::spawn(
+        Command::new(bin_path("tessera-cpu"))
+            .args([
+                "--harts",
+                "2",
+                "--serial",
+                "stdio",
+                "--bios",
+                OPENSBI_JUMP,
+                "--kernel",
+                UBOOT_SMODE,
+            ])
+            .arg("--vhost-user")
+            .arg(format!("blk,socket={}", sock.display())),
+    )
+    .expect("spawn tessera-cpu");
+    c.expect("Hit any key to stop autoboot", T)
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.send("\r").expect("type");
+    c.expect("=> ", T).unwrap_or_else(|e| panic!("{e}"));
+
+    uboot(&mut c, "virtio scan");
+    let info = uboot(&mut c, "virtio info");
+    assert!(info.contains("(32768 x 512)"), "16 MiB disk: {info}");
+    let ls = uboot(&mut c, "ls virtio 0");
+    assert!(ls.to_lowercase().contains("rand.bin"), "{ls}");
+    let load = uboot(&mut c, "load virtio 0 ${loadaddr} RAND.BIN");
+    assert!(
+        load.contains(&format!("{} bytes read", data.len())),
+        "{load}"
+    );
+    let crc = uboot(&mut c, "crc32 ${loadaddr} ${filesize}");
+    assert!(
+        crc.contains(&format!("==> {:08x}", crc32(&data))),
+        "host CRC {:08x}: {crc}",
+        crc32(&data)
+    );
+
+    uboot(&mut c, "mw.b ${loadaddr} 0xa5 0x1000");
+    let w = uboot(&mut c, "virtio write ${loadaddr} 0x7000 8");
+    assert!(w.contains("8 blocks written: OK"), "{w}");
+    c.send("poweroff\r").expect("type");
+    let st = c.wait(T).expect("wait");
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", c.transcript);
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(blk.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stop tessera-blk");
+    let st = blk
+        .wait_timeout(Duration::from_secs(10))
+        .expect("wait")
+        .expect("tessera-blk exits on SIGTERM");
+    assert_eq!(st.code(), Some(0), "tessera-blk exit status");
+    let after = std::fs::read(&image).expect("image");
+    let at = 0x7000 * 512;
+    assert!(
+        after[at..at + 4096].iter().all(|&b| b == 0xa5),
+        "written sectors"
+    );
+    assert_eq!(
+        &after[..at],
+        &before[..at],
+        "sectors before the write changed"
+    );
+    assert_eq!(
+        &after[at + 4096..],
+        &before[at + 4096..],
+        "sectors after the write changed"
+    );
+}
