@@ -9,6 +9,8 @@
 
 pub mod backend;
 pub mod device;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod request;
 
 use std::path::PathBuf;
