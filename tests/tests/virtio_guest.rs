@@ -270,3 +270,102 @@ fn tessera_blk_killed_mid_stream_keeps_flushed_writes_and_other_sectors() {
         "sectors after the stream changed"
     );
 }
+
+/// `--output file:PATH`: guest output is appended to the file.
+#[test]
+fn tessera_console_file_output_receives_guest_output() {
+    let dir = private_dir("virtio-console-file");
+    let sock = dir.join("console.sock");
+    let log = dir.join("console.log");
+    let _con = ChildGuard::spawn(
+        Command::new(bin_path("tessera-console"))
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--output")
+            .arg(format!("file:{}", log.display()))
+            .stdin(Stdio::null()),
+    )
+    .expect("spawn tessera-console");
+    wait_for(&sock);
+    let out = run_with_timeout(
+        Command::new(bin_path("tessera-cpu"))
+            .args(["--bios", "none", "--serial", "none", "--kernel"])
+            .arg(guests().join("console_hello.elf"))
+            .arg("--vhost-user")
+            .arg(format!("console,socket={}", sock.display())),
+        Duration::from_secs(60),
+    )
+    .expect("run tessera-cpu");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(text, "hello from the virtio console\n");
+}
+
+/// `--output socket:PATH`: a client of that socket sees the guest's output and types to it.
+#[test]
+fn tessera_console_socket_output_talks_both_ways() {
+    use std::io::{Read, Write};
+    let dir = private_dir("virtio-console-socket");
+    let sock = dir.join("console.sock");
+    let tty = dir.join("tty.sock");
+    let _con = ChildGuard::spawn(
+        Command::new(bin_path("tessera-console"))
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--output")
+            .arg(format!("socket:{}", tty.display()))
+            .stdin(Stdio::null()),
+    )
+    .expect("spawn tessera-console");
+    wait_for(&sock);
+    wait_for(&tty);
+    let mut client =
+        std::os::unix::net::UnixStream::connect(&tty).expect("connect to the console socket");
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut cpu = ChildGuard::spawn(
+        Command::new(bin_path("tessera-cpu"))
+            .args(["--bios", "none", "--serial", "none", "--kernel"])
+            .arg(guests().join("console_driver.elf"))
+            .arg("--vhost-user")
+            .arg(format!("console,socket={}", sock.display()))
+            .stdin(Stdio::null()),
+    )
+    .expect("spawn tessera-cpu");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    let want = b"hello from the virtio console\n";
+    while !got.ends_with(want) {
+        let n = client.read(&mut buf).expect("read greeting");
+        assert!(
+            n > 0,
+            "console socket closed; got {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    client.write_all(b"ping").expect("type");
+    got.clear();
+    while !got.ends_with(b"pong\n") {
+        let n = client.read(&mut buf).expect("read pong");
+        assert!(
+            n > 0,
+            "console socket closed; got {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let st = cpu
+        .wait_timeout(Duration::from_secs(60))
+        .expect("wait")
+        .expect("tessera-cpu exits");
+    assert_eq!(st.code(), Some(0));
+}

@@ -58,7 +58,8 @@ impl Kind {
     }
 }
 
-/// Protocol features this frontend can use.
+/// Protocol features this frontend can use. (STATUS is not among them: vhost 0.18's frontend
+/// has no SET_STATUS/GET_STATUS; the device status stays in the transport.)
 fn wanted_protocol_features() -> VhostUserProtocolFeatures {
     VhostUserProtocolFeatures::MQ
         | VhostUserProtocolFeatures::REPLY_ACK
