@@ -435,3 +435,51 @@ fn wfi_parks_idle_harts() {
         );
     }
 }
+
+/// The device servers follow the same conventions: a bad argument or a missing image is one
+/// line on stderr and a non-zero exit.
+#[test]
+fn device_servers_report_bad_arguments_in_one_line() {
+    let sock = tmp("never.sock");
+    let cases: [(&str, Vec<String>, &str); 3] = [
+        ("tessera-blk", vec!["--frob".into()], "--frob"),
+        (
+            "tessera-blk",
+            vec![
+                "--socket".into(),
+                sock.display().to_string(),
+                "--image".into(),
+                "/nonexistent/disk.img".into(),
+            ],
+            "/nonexistent/disk.img",
+        ),
+        (
+            "tessera-console",
+            vec![
+                "--socket".into(),
+                sock.display().to_string(),
+                "--output".into(),
+                "bogus".into(),
+            ],
+            "bogus",
+        ),
+    ];
+    for (bin, args, what) in cases {
+        let out = run_with_timeout(
+            Command::new(bin_path(bin)).args(&args),
+            Duration::from_secs(30),
+        )
+        .expect("run");
+        assert!(
+            matches!(out.code, Some(c) if c != 0 && c != 101),
+            "{bin} {args:?}: {out:?}"
+        );
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{bin} {args:?}: {}", out.stderr);
+        assert!(
+            lines[0].starts_with(&format!("{bin}: error: ")) && lines[0].contains(what),
+            "{}",
+            lines[0]
+        );
+    }
+}

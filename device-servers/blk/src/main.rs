@@ -1,6 +1,7 @@
 //! tessera-blk: a vhost-user virtio-blk device server. See README.md.
 
 use clap::Parser;
+
 use std::path::PathBuf;
 use tessera_server_common::SocketArgs;
 
@@ -28,7 +29,7 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     tessera_server_common::init_logging();
-    let a = Args::parse();
+    let a: Args = tessera_server_common::parse_args("tessera-blk");
     let config = tessera_blk::Config {
         socket: a.socket.socket,
         image: a.image,
@@ -40,7 +41,10 @@ fn main() -> std::process::ExitCode {
     match tessera_blk::run(config) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tessera-blk: {:#}", anyhow::Error::from(e));
+            eprintln!(
+                "tessera-blk: error: {}",
+                tessera_server_common::error_line(&e)
+            );
             std::process::ExitCode::FAILURE
         }
     }

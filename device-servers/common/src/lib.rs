@@ -71,6 +71,42 @@ pub enum ServeError {
     Accept(String),
 }
 
+/// Parse the command line into `T`. `--help`/`--version` print and exit 0; a bad argument prints
+/// one line (`NAME: error: ... (see --help)`) and exits 2, as every Tessera binary does.
+pub fn parse_args<T: clap::Parser>(name: &str) -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            std::process::exit(0)
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("invalid arguments");
+            eprintln!(
+                "{name}: error: {} (see --help)",
+                first.trim_start_matches("error: ")
+            );
+            std::process::exit(2)
+        }
+    }
+}
+
+/// An error and its causes on one line, skipping causes whose text the message already has.
+pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg.replace('\n', " ")
+}
+
 /// A fresh exit event for one vring worker thread. Implement
 /// `VhostUserBackend::exit_event(&self, _)` as `tessera_server_common::exit_event()`: the daemon
 /// signals it when a connection ends, so worker threads exit and can be joined.

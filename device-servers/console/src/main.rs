@@ -1,6 +1,7 @@
 //! tessera-console: a vhost-user virtio-console device server. See README.md.
 
 use clap::Parser;
+
 use tessera_console::Output;
 use tessera_server_common::SocketArgs;
 
@@ -21,14 +22,17 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     tessera_server_common::init_logging();
-    let a = Args::parse();
+    let a: Args = tessera_server_common::parse_args("tessera-console");
     match tessera_console::run(tessera_console::Config {
         socket: a.socket.socket,
         output: a.output,
     }) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tessera-console: error: {e:#}");
+            eprintln!(
+                "tessera-console: error: {}",
+                tessera_server_common::error_line(e.as_ref())
+            );
             std::process::ExitCode::FAILURE
         }
     }
