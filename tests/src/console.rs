@@ -96,7 +96,18 @@ impl Console {
         self.child.wait_timeout(timeout)
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Run a U-Boot command: type it, wait for its echo, and return its output up to the next
+    /// prompt, which is `=> ` at the start of a line (`==> ` in `crc32` output is not one).
+    pub fn uboot(&mut self, cmd: &str, timeout: Duration) -> Result<String, String> {
+        self.send(&format!("{cmd}\r"))
+            .map_err(|e| format!("typing {cmd:?}: {e}"))?;
+        self.expect(&format!("{cmd}\r\n"), timeout)?;
+        let mut out = String::new();
+        loop {
+            out += &self.expect("=> ", timeout)?;
+            if out == "=> " || out.ends_with("\n=> ") {
+                return Ok(out);
+            }
+        }
     }
 }

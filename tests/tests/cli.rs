@@ -165,23 +165,32 @@ fn image_larger_than_ram_is_a_one_line_error() {
 fn dump_dtb_writes_a_device_tree_blob() {
     let p = tmp("virt.dtb");
     let _ = std::fs::remove_file(&p);
+    let kernel = tmp("dtb_loop.bin");
+    std::fs::write(&kernel, 0x0000_006fu32.to_le_bytes()).expect("write"); // j .
     let out = tessera(&[
         "--harts",
         "2",
         "--bios",
         "none",
         "--kernel",
-        "/dev/null",
+        kernel.to_str().expect("utf8"),
         "--dump-dtb",
         p.to_str().expect("utf8"),
     ]);
-    // /dev/null is an empty raw image: accepted or refused, but never a panic.
-    if out.code == Some(0) {
-        let blob = std::fs::read(&p).expect("dtb written");
-        assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed], "FDT magic");
-    } else {
-        assert_one_line_error(&out, "kernel");
-    }
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let blob = std::fs::read(&p).expect("dtb written");
+    assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed], "FDT magic");
+    let total = u32::from_be_bytes([blob[4], blob[5], blob[6], blob[7]]) as usize;
+    assert_eq!(total, blob.len(), "FDT totalsize matches the file");
+}
+
+/// An empty kernel image is refused with a one-line error.
+#[test]
+fn empty_kernel_image_is_a_one_line_error() {
+    assert_one_line_error(
+        &tessera(&["--bios", "none", "--kernel", "/dev/null"]),
+        "empty",
+    );
 }
 
 /// Random instruction words executed in M-mode with a trap handler that skips the faulting

@@ -106,12 +106,10 @@ fn uboot_reaches_prompt_and_runs_version_bdinfo_dm_tree_poweroff() {
     c.send("\r").expect("stop autoboot");
     c.expect("=> ", t).unwrap_or_else(|e| panic!("{e}"));
 
-    c.send("version\r").expect("type");
-    let v = c.expect("=> ", t).unwrap_or_else(|e| panic!("{e}"));
+    let v = c.uboot("version", t).unwrap_or_else(|e| panic!("{e}"));
     assert!(v.contains("U-Boot 2023.01"), "version output: {v}");
 
-    c.send("bdinfo\r").expect("type");
-    let b = c.expect("=> ", t).unwrap_or_else(|e| panic!("{e}"));
+    let b = c.uboot("bdinfo", t).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         b.contains("-> start    = 0x0000000080000000"),
         "bdinfo output: {b}"
@@ -121,8 +119,7 @@ fn uboot_reaches_prompt_and_runs_version_bdinfo_dm_tree_poweroff() {
         "bdinfo output: {b}"
     );
 
-    c.send("dm tree\r").expect("type");
-    let d = c.expect("=> ", t).unwrap_or_else(|e| panic!("{e}"));
+    let d = c.uboot("dm tree", t).unwrap_or_else(|e| panic!("{e}"));
     for node in [
         "serial@10000000",
         "cpu@3",

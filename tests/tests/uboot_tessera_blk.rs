@@ -2,37 +2,14 @@
 //! a FAT image is listed, loaded and CRC-checked against the host; a sector written by U-Boot is
 //! found in the image after shutdown, with its neighbours untouched.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tessera_tests::console::Console;
-use tessera_tests::{bin_path, ChildGuard};
+use tessera_tests::{bin_path, crc32, private_dir, wait_for_path, ChildGuard};
 
 const OPENSBI_JUMP: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 const UBOOT_SMODE: &str = "/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin";
 const T: Duration = Duration::from_secs(90);
-
-fn private_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
 
 fn run_ok(cmd: &mut Command, package: &str) {
     let out = cmd.output().unwrap_or_else(|e| {
@@ -43,21 +20,6 @@ fn run_ok(cmd: &mut Command, package: &str) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Run a U-Boot command and return its output up to the next prompt at a line start.
-fn uboot(c: &mut Console, cmd: &str) -> String {
-    c.send(&format!("{cmd}\r")).expect("type");
-    c.expect(&format!("{cmd}\r\n"), T)
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    // The next prompt is "=> " at a line start ("==> " in crc32's output is not one).
-    let mut out = String::new();
-    loop {
-        out += &c.expect("=> ", T).unwrap_or_else(|e| panic!("{cmd}: {e}"));
-        if out == "=> " || out.ends_with("\n=> ") {
-            return out;
-        }
-    }
 }
 
 #[test]
@@ -99,12 +61,7 @@ fn uboot_on_tessera_loads_a_file_and_writes_a_sector_through_tessera_blk() {
             .stdin(Stdio::null()),
     )
     .expect("spawn tessera-blk");
-    for _ in 0..400 {
-        if sock.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_for_path(&sock);
 
     let mut c = Console::spawn(
         Command::new(bin_path("tessera-cpu"))
@@ -127,25 +84,32 @@ fn uboot_on_tessera_loads_a_file_and_writes_a_sector_through_tessera_blk() {
     c.send("\r").expect("type");
     c.expect("=> ", T).unwrap_or_else(|e| panic!("{e}"));
 
-    uboot(&mut c, "virtio scan");
-    let info = uboot(&mut c, "virtio info");
+    c.uboot("virtio scan", T).unwrap_or_else(|e| panic!("{e}"));
+    let info = c.uboot("virtio info", T).unwrap_or_else(|e| panic!("{e}"));
     assert!(info.contains("(32768 x 512)"), "16 MiB disk: {info}");
-    let ls = uboot(&mut c, "ls virtio 0");
+    let ls = c.uboot("ls virtio 0", T).unwrap_or_else(|e| panic!("{e}"));
     assert!(ls.to_lowercase().contains("rand.bin"), "{ls}");
-    let load = uboot(&mut c, "load virtio 0 ${loadaddr} RAND.BIN");
+    let load = c
+        .uboot("load virtio 0 ${loadaddr} RAND.BIN", T)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         load.contains(&format!("{} bytes read", data.len())),
         "{load}"
     );
-    let crc = uboot(&mut c, "crc32 ${loadaddr} ${filesize}");
+    let crc = c
+        .uboot("crc32 ${loadaddr} ${filesize}", T)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         crc.contains(&format!("==> {:08x}", crc32(&data))),
         "host CRC {:08x}: {crc}",
         crc32(&data)
     );
 
-    uboot(&mut c, "mw.b ${loadaddr} 0xa5 0x1000");
-    let w = uboot(&mut c, "virtio write ${loadaddr} 0x7000 8");
+    c.uboot("mw.b ${loadaddr} 0xa5 0x1000", T)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let w = c
+        .uboot("virtio write ${loadaddr} 0x7000 8", T)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(w.contains("8 blocks written: OK"), "{w}");
     c.send("poweroff\r").expect("type");
     let st = c.wait(T).expect("wait");

@@ -6,35 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tessera_tests::console::Console;
-use tessera_tests::{bin_path, run_with_timeout, ChildGuard};
+use tessera_tests::{bin_path, crc32, private_dir, run_with_timeout, wait_for_path, ChildGuard};
 
 const OPENSBI_JUMP: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 const UBOOT_SMODE: &str = "/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin";
-/// U-Boot's prompt at the start of a line (`==> ` in command output must not match).
-const PROMPT: &str = "\n=> ";
-
-fn private_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-/// CRC-32 (IEEE), as U-Boot's `crc32` command computes it.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
 
 /// Deterministic pseudo-random bytes.
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -67,13 +42,8 @@ fn storage_daemon(dir: &Path, image: &Path) -> (ChildGuard, PathBuf) {
         .stderr(Stdio::null());
     let guard = ChildGuard::spawn(&mut cmd)
         .expect("qemu-storage-daemon missing: install Debian's `qemu-system-common` (scripts/setup.sh does)");
-    for _ in 0..200 {
-        if sock.exists() {
-            return (guard, sock);
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("qemu-storage-daemon did not create {}", sock.display());
+    wait_for_path(&sock);
+    (guard, sock)
 }
 
 #[test]
@@ -104,19 +74,19 @@ fn uboot_reads_and_writes_a_disk_served_by_qemu_storage_daemon() {
     let ok = |r: Result<String, String>| r.unwrap_or_else(|e| panic!("{e}"));
     ok(c.expect("Hit any key to stop autoboot", t));
     c.send("\r").expect("type");
-    ok(c.expect(PROMPT, t));
+    ok(c.expect("=> ", t));
 
-    c.send("virtio scan; virtio info\r").expect("type");
-    let info = ok(c.expect(PROMPT, t));
+    let info = ok(c.uboot("virtio scan; virtio info", t));
     assert!(info.contains("QEMU VirtIO Block Device"), "{info}");
     assert!(
         info.contains("(2048 x 512)"),
         "capacity from the backend's config space: {info}"
     );
 
-    c.send("virtio read 0x84000000 0x10 0x20; crc32 0x84000000 0x4000\r")
-        .expect("type");
-    let out = ok(c.expect(PROMPT, t));
+    let out = ok(c.uboot(
+        "virtio read 0x84000000 0x10 0x20; crc32 0x84000000 0x4000",
+        t,
+    ));
     let want = format!("==> {:08x}", crc32(&data[0x10 * 512..0x30 * 512]));
     assert!(out.contains("32 blocks read: OK"), "{out}");
     assert!(
@@ -124,9 +94,10 @@ fn uboot_reads_and_writes_a_disk_served_by_qemu_storage_daemon() {
         "guest CRC differs from host CRC {want}: {out}"
     );
 
-    c.send("mw.b 0x85000000 0x5a 0x1000; virtio write 0x85000000 0x400 8\r")
-        .expect("type");
-    let out = ok(c.expect(PROMPT, t));
+    let out = ok(c.uboot(
+        "mw.b 0x85000000 0x5a 0x1000; virtio write 0x85000000 0x400 8",
+        t,
+    ));
     assert!(out.contains("8 blocks written: OK"), "{out}");
     c.send("poweroff\r").expect("type");
     let status = c.wait(t).expect("wait");

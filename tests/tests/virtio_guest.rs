@@ -6,14 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
-use tessera_tests::{bin_path, guestbuild, run_with_timeout, ChildGuard};
-
-fn private_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
+use tessera_tests::{
+    bin_path, guestbuild, private_dir, run_with_timeout, wait_for_path, ChildGuard,
+};
 
 /// The driver guests, built once per test binary.
 fn guests() -> &'static Path {
@@ -33,14 +28,20 @@ fn guests() -> &'static Path {
     })
 }
 
-fn wait_for(path: &Path) {
-    for _ in 0..400 {
-        if path.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{} did not appear", path.display());
+/// Start tessera-blk on `image`, serving at `sock` (waits for the socket); killed on drop.
+fn spawn_tessera_blk(sock: &Path, image: &Path, extra: &[&str]) -> ChildGuard {
+    let blk = ChildGuard::spawn(
+        Command::new(bin_path("tessera-blk"))
+            .arg("--socket")
+            .arg(sock)
+            .arg("--image")
+            .arg(image)
+            .args(extra)
+            .stdin(Stdio::null()),
+    )
+    .expect("spawn tessera-blk");
+    wait_for_path(sock);
+    blk
 }
 
 /// Run blk_driver.elf on tessera-cpu against the backend at `sock`; check the image afterwards.
@@ -109,7 +110,7 @@ fn own_virtio_blk_driver_against_qemu_storage_daemon() {
             .stderr(Stdio::null()),
     )
     .expect("qemu-storage-daemon missing: install Debian's `qemu-system-common` (scripts/setup.sh does)");
-    wait_for(&sock);
+    wait_for_path(&sock);
     let uart = run_blk_driver(&sock, &image, &original);
     assert!(
         uart.contains("virtio-blk id: vhost_user_blk"),
@@ -131,7 +132,7 @@ fn own_virtio_console_driver_against_tessera_console() {
             .args(["--output", "stdio"]),
     )
     .expect("spawn tessera-console");
-    wait_for(&sock);
+    wait_for_path(&sock);
     // Two machines one after the other: the server serves the next frontend after a disconnect.
     for _ in 0..2 {
         let mut cpu = ChildGuard::spawn(
@@ -169,17 +170,11 @@ fn own_virtio_blk_driver_against_tessera_blk() {
         .collect();
     std::fs::write(&image, &original).expect("image");
     let sock = dir.join("blk.sock");
-    let _blk = ChildGuard::spawn(
-        Command::new(bin_path("tessera-blk"))
-            .arg("--socket")
-            .arg(&sock)
-            .arg("--image")
-            .arg(&image)
-            .args(["--queues", "2", "--serial", "tessera-test"])
-            .stdin(Stdio::null()),
-    )
-    .expect("spawn tessera-blk");
-    wait_for(&sock);
+    let _blk = spawn_tessera_blk(
+        &sock,
+        &image,
+        &["--queues", "2", "--serial", "tessera-test"],
+    );
     let uart = run_blk_driver(&sock, &image, &original);
     assert!(
         uart.contains("virtio-blk id: tessera-test"),
@@ -202,16 +197,7 @@ fn tessera_blk_killed_mid_stream_keeps_flushed_writes_and_other_sectors() {
         .collect();
     std::fs::write(&image, &original).expect("image");
     let sock = dir.join("blk.sock");
-    let mut blk = ChildGuard::spawn(
-        Command::new(bin_path("tessera-blk"))
-            .arg("--socket")
-            .arg(&sock)
-            .arg("--image")
-            .arg(&image)
-            .stdin(Stdio::null()),
-    )
-    .expect("spawn tessera-blk");
-    wait_for(&sock);
+    let mut blk = spawn_tessera_blk(&sock, &image, &[]);
     let mut guest = tessera_tests::console::Console::spawn(
         Command::new(bin_path("tessera-cpu"))
             .args(["--bios", "none", "--serial", "stdio", "--kernel"])
@@ -286,7 +272,7 @@ fn tessera_console_file_output_receives_guest_output() {
             .stdin(Stdio::null()),
     )
     .expect("spawn tessera-console");
-    wait_for(&sock);
+    wait_for_path(&sock);
     let out = run_with_timeout(
         Command::new(bin_path("tessera-cpu"))
             .args(["--bios", "none", "--serial", "none", "--kernel"])
@@ -324,8 +310,8 @@ fn tessera_console_socket_output_talks_both_ways() {
             .stdin(Stdio::null()),
     )
     .expect("spawn tessera-console");
-    wait_for(&sock);
-    wait_for(&tty);
+    wait_for_path(&sock);
+    wait_for_path(&tty);
     let mut client =
         std::os::unix::net::UnixStream::connect(&tty).expect("connect to the console socket");
     client
@@ -380,16 +366,7 @@ fn virtio_blk_completions_arrive_as_plic_interrupts() {
     let image = dir.join("disk.img");
     std::fs::write(&image, vec![0u8; 1 << 20]).expect("image");
     let sock = dir.join("blk.sock");
-    let _blk = ChildGuard::spawn(
-        Command::new(bin_path("tessera-blk"))
-            .arg("--socket")
-            .arg(&sock)
-            .arg("--image")
-            .arg(&image)
-            .stdin(Stdio::null()),
-    )
-    .expect("spawn tessera-blk");
-    wait_for(&sock);
+    let _blk = spawn_tessera_blk(&sock, &image, &[]);
     let out = run_with_timeout(
         Command::new(bin_path("tessera-cpu"))
             .args(["--bios", "none", "--serial", "stdio", "--stats", "--kernel"])

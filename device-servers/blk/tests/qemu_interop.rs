@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tessera_tests::console::Console;
+use tessera_tests::crc32;
 use tessera_tests::proc::{run_with_timeout, ChildGuard};
 
 const QEMU: &str = "qemu-system-riscv64";
@@ -38,22 +39,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// CRC-32 (IEEE 802.3, reflected, as U-Boot's `crc32` command and zlib compute it).
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), seeded per run.
@@ -226,18 +211,7 @@ fn boot_uboot(sock: &Path) -> Console {
 
 /// Run one U-Boot command and check that its output (up to the next prompt) contains `want`.
 fn uboot_cmd(qemu: &mut Console, c: &str, want: &str) -> String {
-    qemu.send(&format!("{c}\n")).expect("send");
-    // Wait for the echo of the command first, so `want` is matched in its output only.
-    qemu.expect(&format!("{c}\r\n"), T)
-        .unwrap_or_else(|e| panic!("{c}: {e}"));
-    // The next prompt is "=> " at the start of a line ("==> " in crc32's output is not one).
-    let mut out = String::new();
-    loop {
-        out += &qemu.expect("=> ", T).unwrap_or_else(|e| panic!("{c}: {e}"));
-        if out == "=> " || out.ends_with("\n=> ") {
-            break;
-        }
-    }
+    let out = qemu.uboot(c, T).unwrap_or_else(|e| panic!("{c}: {e}"));
     assert!(out.contains(want), "{c}: expected {want:?} in {out:?}");
     out
 }
@@ -246,9 +220,4 @@ fn poweroff(mut qemu: Console) {
     qemu.send("poweroff\n").expect("send");
     let st = qemu.wait(T).expect("wait qemu");
     assert!(st.is_some(), "QEMU did not power off");
-}
-
-#[test]
-fn crc32_matches_known_vector() {
-    assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
 }
