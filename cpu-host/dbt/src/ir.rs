@@ -513,9 +513,6 @@ impl BlockBuilder {
             code: Vec::with_capacity(2),
         }
     }
-    pub fn start_pc(&self) -> u64 {
-        self.pc
-    }
     pub fn n_insns(&self) -> usize {
         self.insn_off.len()
     }

@@ -65,20 +65,6 @@ impl PhysMap {
             .map(|r| (r.host + (paddr - r.gpa) as usize, r.writable))
     }
 
-    /// Copy guest physical memory into `buf` (RAM/ROM only). For loaders and debuggers.
-    pub fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> bool {
-        match self.host_addr(paddr, buf.len() as u64) {
-            Some((h, _)) => {
-                for (i, b) in buf.iter_mut().enumerate() {
-                    // SAFETY: `find` checked the whole range lies inside a mapped region.
-                    *b = unsafe { load(h + i, 0) } as u8;
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
     pub fn regions(&self) -> &[HostRegion] {
         &self.regions
     }

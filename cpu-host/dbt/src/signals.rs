@@ -47,11 +47,6 @@ impl VcpuSignals {
         self.wake();
     }
 
-    #[inline(always)]
-    pub fn stop_requested(&self) -> bool {
-        self.pending() & STOP_LINE != 0
-    }
-
     fn wake(&self) {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.cv.notify_all();

@@ -171,11 +171,6 @@ impl VirtioMmio {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// The device status register (for tests and diagnostics).
-    pub fn device_status(&self) -> u32 {
-        self.lock().status
-    }
 }
 
 impl Inner {

@@ -58,12 +58,6 @@ impl Hart {
         }
     }
 
-    pub fn set_x(&mut self, i: usize, v: u64) {
-        if i != 0 {
-            self.cpu.regs[i & 31] = v;
-        }
-    }
-
     /// The instruction at `pc` (for `mtval` on illegal instructions found at run time).
     pub(crate) fn insn_bits_at_pc(&mut self) -> u64 {
         let pc = self.cpu.pc;
