@@ -135,4 +135,14 @@ pub enum ShmError {
     /// The peer closed the socket before a whole message arrived.
     #[error("receive message: peer closed the connection")]
     PeerClosed,
+
+    // Shared pages and inherited fds.
+    #[error("fd {fd} given on the command line is not open: {source}")]
+    NotInherited { fd: i32, source: Errno },
+
+    #[error("fd {fd} is given twice")]
+    InheritedTwice { fd: i32 },
+
+    #[error("shared page: the file holds {file_size} bytes, less than one page")]
+    PageBeyondFile { file_size: u64 },
 }

@@ -26,6 +26,7 @@
 mod error;
 mod fdpass;
 mod ram;
+mod shared;
 mod table;
 
 pub use error::ShmError;
@@ -33,4 +34,5 @@ pub use fdpass::{
     recv_fds, recv_ram, send_fds, send_ram, MAX_RAM_FDS, MAX_RAM_PAYLOAD, SCM_MAX_FD,
 };
 pub use ram::{GuestRam, MappedRegion, RAM_MEMFD_NAME};
+pub use shared::{inherit_fd, sealed_memfd, SharedPage};
 pub use table::{page_size, RegionDesc, RegionTable, MAX_REGIONS};
