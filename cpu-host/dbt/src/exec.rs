@@ -8,7 +8,7 @@ use crate::cache::BlockCache;
 use crate::guest::Guest;
 use crate::interp::{exec_block, BlockExit};
 use crate::reset_gate::{ResetGate, LOCKSTEP_BLOCKS};
-use crate::signals::{VcpuSignals, STOP_LINE};
+use crate::signals::{VcpuSignals, ATTENTION, PAUSE_LINE, STOP_LINE};
 use crate::state::request;
 
 /// Run until a stop is requested through `signals`. With a `gate`, the first blocks after reset
@@ -35,12 +35,18 @@ fn boundary<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &VcpuSignals) 
     if g.cpu_ref().requests != 0 {
         boundary_requests(g, cache, signals);
     }
-    let pending = signals.pending();
-    if pending & (g.cpu_ref().irq_enabled | STOP_LINE) != 0 {
+    let mut pending = signals.pending();
+    if pending & (g.cpu_ref().irq_enabled | ATTENTION) != 0 {
+        if pending & PAUSE_LINE != 0 && pending & STOP_LINE == 0 {
+            signals.park_while_paused();
+            pending = signals.pending();
+        }
         if pending & STOP_LINE != 0 {
             return true;
         }
-        g.take_interrupt(pending);
+        if pending & g.cpu_ref().irq_enabled != 0 {
+            g.take_interrupt(pending);
+        }
     }
     false
 }

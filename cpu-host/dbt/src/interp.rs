@@ -5,7 +5,7 @@
 use crate::guest::{AtomicKind, Guest, Trapped};
 use crate::ir::{AmoOp, Block, Cond, Op, Terminator};
 use crate::mem;
-use crate::signals::{VcpuSignals, STOP_LINE};
+use crate::signals::{VcpuSignals, ATTENTION};
 use crate::state::request;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
@@ -157,7 +157,7 @@ pub fn exec_block<G: Guest, const IN_PLACE: bool>(
             let c = g.cpu();
             c.icount = base + k as u64 + 1;
             c.pc = $target;
-            if c.requests != 0 || signals.pending() & (c.irq_enabled | STOP_LINE) != 0 {
+            if c.requests != 0 || signals.pending() & (c.irq_enabled | ATTENTION) != 0 {
                 return BlockExit::Lookup;
             }
             if IN_PLACE && $target == b.pc {
@@ -439,7 +439,7 @@ pub fn exec_block<G: Guest, const IN_PLACE: bool>(
         };
         c.pc = next;
         // The one check between chained blocks: anything for the run loop to do?
-        if c.requests != 0 || signals.pending() & (c.irq_enabled | STOP_LINE) != 0 {
+        if c.requests != 0 || signals.pending() & (c.irq_enabled | ATTENTION) != 0 {
             return BlockExit::Lookup;
         }
         let Some(link) = link else {
