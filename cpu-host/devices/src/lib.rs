@@ -1,5 +1,6 @@
 //! In-process devices of the CPU process: the ones that sit on the hart's critical path
-//! (interrupt controllers, timer, console UART, test finisher, RTC) or answer probes.
+//! (interrupt controllers, timer, console UART, test finisher, RTC), answer probes, or link
+//! this process to another CPU process (mailbox).
 //!
 //! Contract: every device implements [`BusDevice`] and sees offsets relative to its own base.
 //! Devices never know about harts or the translator: interrupt outputs are [`IrqLine`]s that the
@@ -18,6 +19,7 @@
 
 pub mod aclint;
 pub mod bus;
+pub mod mailbox;
 mod mmio;
 pub mod plic;
 pub mod rtc;
@@ -28,6 +30,7 @@ pub mod virtio_mmio_empty;
 
 pub use aclint::{Aclint, AclintHart, Clock};
 pub use bus::{Bus, BusDevice, IrqLine, NoIrq};
+pub use mailbox::{Mailbox, MailboxSide};
 pub use plic::Plic;
 pub use rtc::GoldfishRtc;
 pub use test_finisher::{FinisherAction, TestFinisher};

@@ -472,10 +472,53 @@ pub fn spawn_input_reader<R: Read + Send + 'static>(
     })
 }
 
-/// [`spawn_input_reader`] on the process's stdin (`--serial stdio`). Putting the terminal in
-/// raw mode, if wanted, is the caller's job.
-pub fn spawn_stdin_reader(uart: &Arc<Uart>) -> io::Result<JoinHandle<()>> {
-    spawn_input_reader(uart, io::stdin(), "uart-stdin")
+/// The UART that the process's stdin feeds (see [`spawn_stdin_reader`]).
+static STDIN_UART: Mutex<Option<Weak<Uart>>> = Mutex::new(None);
+/// Whether the stdin thread runs (there is one per process: two readers would split the input).
+static STDIN_THREAD: Mutex<bool> = Mutex::new(false);
+
+/// Feed the process's stdin to `uart` (`--serial stdio`). One thread per process reads stdin;
+/// calling this again (a machine rebuilt on reset) redirects it to the new UART without losing
+/// a byte: input that arrives while no UART exists waits for the next one. Putting the terminal
+/// in raw mode, if wanted, is the caller's job.
+pub fn spawn_stdin_reader(uart: &Arc<Uart>) -> io::Result<()> {
+    *lock(&STDIN_UART) = Some(Arc::downgrade(uart));
+    let mut started = lock(&STDIN_THREAD);
+    if *started {
+        return Ok(());
+    }
+    thread::Builder::new()
+        .name("uart-stdin".to_owned())
+        .spawn(|| {
+            let mut input = io::stdin();
+            let mut buf = [0u8; 256];
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "uart stdin reader: read failed; stopping");
+                        return;
+                    }
+                };
+                let mut rest = &buf[..n];
+                while !rest.is_empty() {
+                    let target = lock(&STDIN_UART).as_ref().and_then(Weak::upgrade);
+                    let Some(uart) = target else {
+                        thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    let taken = uart.push_input(rest);
+                    rest = &rest[taken..];
+                    if taken == 0 {
+                        uart.wait_rx_space(Duration::from_millis(100));
+                    }
+                }
+            }
+        })?;
+    *started = true;
+    Ok(())
 }
 
 #[cfg(test)]
