@@ -3,7 +3,12 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use std::path::PathBuf;
-use tessera_board::machine::{Firmware, MachineConfig, Serial, VhostKind, VhostUserSpec};
+use std::sync::Arc;
+use tessera_board::machine::{
+    Firmware, MachineConfig, MailboxConfig, RamConfig, Serial, VhostKind, VhostUserSpec,
+};
+use tessera_board::memmap::Region;
+use tessera_shm::GuestRam;
 
 /// Debian's OpenSBI (package `opensbi`), used when `--bios` is not given.
 pub const DEFAULT_BIOS: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
@@ -24,9 +29,25 @@ pub struct Cli {
     /// Number of harts (each runs on its own host thread).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub harts: u32,
-    /// Guest RAM size (suffixes K, M, G), mapped at 0x80000000.
-    #[arg(long, default_value = "256M", value_name = "SIZE", value_parser = parse_size)]
-    pub ram: u64,
+    /// Guest RAM size (suffixes K, M, G), mapped at 0x80000000 (default 256M). Not with
+    /// --shared-ram.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with = "shared_ram")]
+    pub ram: Option<u64>,
+    /// Map RAM that another process created instead of creating it: bytes OFFSET.. of the sealed
+    /// memfd inherited as fd FD appear at guest address GPA. Repeatable (a cluster's view of
+    /// shared RAM); ranges with `memory=no` (mailbox message areas) are not announced as memory
+    /// in the device tree. Used by `tessera run`.
+    #[arg(long = "shared-ram", value_name = "fd=FD,gpa=ADDR,size=SIZE[,offset=OFF][,memory=no]", value_parser = parse_shared_ram)]
+    pub shared_ram: Vec<SharedRamSpec>,
+    /// One side of a mailbox to another CPU process (see docs/machine-description.md): register
+    /// window at REGS, PLIC source IRQ, the shared page memfd, the eventfd that rings the peer and
+    /// the one the peer rings, and the message area's address and size. Used by `tessera run`.
+    #[arg(long, value_name = "side=S,regs=ADDR,irq=N,page-fd=FD,ring-fd=FD,rung-fd=FD,area=ADDR,area-size=SIZE", value_parser = parse_mailbox)]
+    pub mailbox: Vec<MailboxSpec>,
+    /// Inherited unix socket to the supervisor: control requests in, events out (one JSON
+    /// object per line). Used by `tessera run`.
+    #[arg(long = "control-fd", value_name = "FD")]
+    pub control_fd: Option<i32>,
     /// M-mode firmware loaded at 0x80000000 (ELF or raw), or `none` to start the kernel directly
     /// in M-mode on every hart. Default: Debian's OpenSBI fw_dynamic.bin.
     #[arg(long, value_name = "PATH|none")]
@@ -48,16 +69,129 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub dump_dtb: Option<PathBuf>,
     /// A virtio device served by another process over vhost-user: KIND is `blk` or `console`;
-    /// SOCKET the backend's unix socket; N the number of queues (default 1). Repeatable:
-    /// devices take the virtio-mmio slots at 0x10001000, 0x10002000, ... in order.
-    #[arg(long = "vhost-user", value_name = "KIND,socket=PATH[,queues=N]", value_parser = parse_vhost_user)]
+    /// SOCKET the backend's unix socket; N the number of queues (default 1); ADDR one of the
+    /// virtio-mmio slots 0x10001000..0x10008000 and IRQ its PLIC source (default: the slot's).
+    /// Repeatable: devices without addr take the free slots in order.
+    #[arg(long = "vhost-user", value_name = "KIND,socket=PATH[,queues=N][,addr=ADDR][,irq=N]", value_parser = parse_vhost_user)]
     pub vhost_user: Vec<VhostUserSpec>,
     /// Print instruction counts, translation figures and guest MIPS to stderr at exit.
     #[arg(long)]
     pub stats: bool,
 }
 
+/// `--shared-ram`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedRamSpec {
+    pub fd: i32,
+    pub gpa: u64,
+    pub size: u64,
+    pub offset: u64,
+    /// Announced as memory in the device tree.
+    pub memory: bool,
+}
+
+/// `--mailbox`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxSpec {
+    pub side: u32,
+    pub regs: u64,
+    pub irq: u32,
+    pub page_fd: i32,
+    pub ring_fd: i32,
+    pub rung_fd: i32,
+    pub area: u64,
+    pub area_size: u64,
+}
+
+/// Fds named on the command line, each taken over once.
+#[derive(Default)]
+struct InheritedFds {
+    fds: Vec<(i32, std::os::fd::OwnedFd)>,
+}
+
+impl InheritedFds {
+    fn get(&mut self, fd: i32) -> anyhow::Result<&std::os::fd::OwnedFd> {
+        if let Some(i) = self.fds.iter().position(|(n, _)| *n == fd) {
+            return Ok(&self.fds[i].1);
+        }
+        let owned = tessera_shm::inherit_fd(fd)?;
+        self.fds.push((fd, owned));
+        Ok(&self.fds[self.fds.len() - 1].1)
+    }
+
+    fn dup(&mut self, fd: i32) -> anyhow::Result<std::os::fd::OwnedFd> {
+        Ok(self.get(fd)?.try_clone()?)
+    }
+}
+
 impl Cli {
+    /// RAM and mailboxes: created here, or built from the fds `tessera run` handed down.
+    fn ram_and_mailboxes(&self) -> anyhow::Result<(RamConfig, Vec<MailboxConfig>)> {
+        if self.shared_ram.is_empty() {
+            if !self.mailbox.is_empty() {
+                bail!("--mailbox needs --shared-ram (the message area is shared RAM)");
+            }
+            return Ok((RamConfig::Create(self.ram.unwrap_or(256 << 20)), Vec::new()));
+        }
+        let mut fds = InheritedFds::default();
+        let mut mailboxes = Vec::new();
+        for m in &self.mailbox {
+            let page = std::fs::File::from(fds.dup(m.page_fd)?);
+            let eventfd = |fds: &mut InheritedFds, n: i32| -> anyhow::Result<_> {
+                Ok(Arc::new(std::fs::File::from(fds.dup(n)?)))
+            };
+            mailboxes.push(MailboxConfig {
+                side: m.side,
+                regs: m.regs,
+                irq: m.irq,
+                page: Arc::new(page),
+                ring_peer: eventfd(&mut fds, m.ring_fd)?,
+                rung: eventfd(&mut fds, m.rung_fd)?,
+                area: Region {
+                    base: m.area,
+                    size: m.area_size,
+                },
+            });
+        }
+        let mut order: Vec<i32> = Vec::new();
+        let mut regions = Vec::new();
+        let mut memory = Vec::new();
+        for r in &self.shared_ram {
+            let fd_index = match order.iter().position(|&n| n == r.fd) {
+                Some(i) => i,
+                None => {
+                    order.push(r.fd);
+                    order.len() - 1
+                }
+            };
+            regions.push(tessera_shm::RegionDesc {
+                gpa: r.gpa,
+                size: r.size,
+                fd_index,
+                fd_offset: r.offset,
+            });
+            if r.memory {
+                memory.push(Region {
+                    base: r.gpa,
+                    size: r.size,
+                });
+            }
+        }
+        let owned = order
+            .iter()
+            .map(|&n| fds.dup(n))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ram = GuestRam::from_fds(&tessera_shm::RegionTable { regions }, owned)
+            .context("mapping --shared-ram")?;
+        Ok((
+            RamConfig::Shared {
+                ram: Arc::new(ram),
+                memory,
+            },
+            mailboxes,
+        ))
+    }
+
     pub fn machine_config(&self) -> anyhow::Result<MachineConfig> {
         let firmware = match self.bios.as_deref() {
             Some("none") => Firmware::None,
@@ -72,9 +206,11 @@ impl Cli {
         if let Firmware::Path(p) = &firmware {
             std::fs::metadata(p).with_context(|| format!("firmware {}", p.display()))?;
         }
+        let (ram, mailboxes) = self.ram_and_mailboxes()?;
         Ok(MachineConfig {
             harts: self.harts,
-            ram_size: self.ram,
+            ram,
+            mailboxes,
             firmware,
             kernel: self.kernel.clone(),
             initrd: self.initrd.clone(),
@@ -121,10 +257,12 @@ pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
         }
         None => return Err("missing device kind".into()),
     };
-    let (mut socket, mut queues) = (None, 1usize);
+    let (mut socket, mut queues, mut addr, mut irq) = (None, 1usize, None, None);
     for p in parts {
         match p.split_once('=') {
             Some(("socket", v)) if !v.is_empty() => socket = Some(PathBuf::from(v)),
+            Some(("addr", v)) => addr = Some(parse_number(v)?),
+            Some(("irq", v)) => irq = Some(parse_u32(v)?),
             Some(("queues", v)) => {
                 queues = v
                     .parse()
@@ -134,7 +272,7 @@ pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown vhost-user option `{p}` (socket=PATH, queues=N)"
+                    "unknown vhost-user option `{p}` (socket=PATH, queues=N, addr=ADDR, irq=N)"
                 ))
             }
         }
@@ -144,6 +282,110 @@ pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
         kind,
         socket,
         queues,
+        addr,
+        irq,
+    })
+}
+
+/// `0x80000000` or `4096`.
+pub fn parse_number(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("`{s}` is not a number (decimal or 0x hex)"))
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    parse_number(s)?
+        .try_into()
+        .map_err(|_| format!("`{s}` is too large"))
+}
+
+fn parse_fd(s: &str) -> Result<i32, String> {
+    s.parse::<i32>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| format!("`{s}` is not an fd number"))
+}
+
+/// `k=v,k=v` with every key in `keys`, each at most once.
+fn key_values<'a>(s: &'a str, keys: &[&str]) -> Result<Vec<(&'a str, &'a str)>, String> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for p in s.split(',') {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("`{p}` is not KEY=VALUE"))?;
+        if !keys.contains(&k) {
+            return Err(format!(
+                "unknown option `{k}` (expected {})",
+                keys.join(", ")
+            ));
+        }
+        if out.iter().any(|(o, _)| *o == k) {
+            return Err(format!("`{k}` given twice"));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn required<'a>(kv: &[(&str, &'a str)], key: &str) -> Result<&'a str, String> {
+    kv.iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| format!("missing {key}="))
+}
+
+/// `fd=3,gpa=0x80000000,size=128M,offset=0,memory=no`
+pub fn parse_shared_ram(s: &str) -> Result<SharedRamSpec, String> {
+    let kv = key_values(s, &["fd", "gpa", "size", "offset", "memory"])?;
+    let size = required(&kv, "size")?;
+    Ok(SharedRamSpec {
+        fd: parse_fd(required(&kv, "fd")?)?,
+        gpa: parse_number(required(&kv, "gpa")?)?,
+        size: parse_number(size).or_else(|_| parse_size(size))?,
+        offset: kv
+            .iter()
+            .find(|(k, _)| *k == "offset")
+            .map_or(Ok(0), |(_, v)| parse_number(v))?,
+        memory: match kv.iter().find(|(k, _)| *k == "memory").map(|(_, v)| *v) {
+            None | Some("yes") => true,
+            Some("no") => false,
+            Some(v) => return Err(format!("memory={v} must be yes or no")),
+        },
+    })
+}
+
+/// `side=0,regs=0x10200000,irq=12,page-fd=5,ring-fd=6,rung-fd=7,area=0x10400000,area-size=4K`
+pub fn parse_mailbox(s: &str) -> Result<MailboxSpec, String> {
+    let kv = key_values(
+        s,
+        &[
+            "side",
+            "regs",
+            "irq",
+            "page-fd",
+            "ring-fd",
+            "rung-fd",
+            "area",
+            "area-size",
+        ],
+    )?;
+    let size = required(&kv, "area-size")?;
+    let side = parse_u32(required(&kv, "side")?)?;
+    if side > 1 {
+        return Err(format!("side={side} must be 0 or 1"));
+    }
+    Ok(MailboxSpec {
+        side,
+        regs: parse_number(required(&kv, "regs")?)?,
+        irq: parse_u32(required(&kv, "irq")?)?,
+        page_fd: parse_fd(required(&kv, "page-fd")?)?,
+        ring_fd: parse_fd(required(&kv, "ring-fd")?)?,
+        rung_fd: parse_fd(required(&kv, "rung-fd")?)?,
+        area: parse_number(required(&kv, "area")?)?,
+        area_size: parse_number(size).or_else(|_| parse_size(size))?,
     })
 }
 
@@ -179,8 +421,14 @@ mod tests {
             Ok(VhostUserSpec {
                 kind: VhostKind::Blk,
                 socket: "/tmp/b.sock".into(),
-                queues: 2
+                queues: 2,
+                addr: None,
+                irq: None,
             })
+        );
+        assert_eq!(
+            parse_vhost_user("blk,socket=s,addr=0x10003000,irq=20").map(|s| (s.addr, s.irq)),
+            Ok((Some(0x1000_3000), Some(20)))
         );
         assert_eq!(
             parse_vhost_user("console,socket=c").map(|s| s.queues),
@@ -190,6 +438,37 @@ mod tests {
         assert!(parse_vhost_user("blk").is_err());
         assert!(parse_vhost_user("blk,socket=x,queues=0").is_err());
         assert!(parse_vhost_user("blk,socket=x,color=red").is_err());
+    }
+
+    #[test]
+    fn shared_ram_and_mailbox_specs_parse() {
+        assert_eq!(
+            parse_shared_ram("fd=3,gpa=0x80000000,size=8M"),
+            Ok(SharedRamSpec {
+                fd: 3,
+                gpa: 0x8000_0000,
+                size: 8 << 20,
+                offset: 0,
+                memory: true
+            })
+        );
+        assert_eq!(
+            parse_shared_ram("fd=4,gpa=0x10400000,size=4096,offset=0x1000,memory=no")
+                .map(|s| (s.offset, s.memory)),
+            Ok((0x1000, false))
+        );
+        assert!(parse_shared_ram("fd=-1,gpa=0,size=4K").is_err());
+        assert!(parse_shared_ram("fd=3,gpa=0").is_err());
+        assert!(parse_shared_ram("fd=3,fd=4,gpa=0,size=4K").is_err());
+        let m = parse_mailbox(
+            "side=1,regs=0x10200000,irq=12,page-fd=5,ring-fd=6,rung-fd=7,area=0x10400000,area-size=4K",
+        )
+        .expect("mailbox");
+        assert_eq!((m.side, m.irq, m.area_size), (1, 12, 4096));
+        assert!(parse_mailbox(
+            "side=2,regs=0,irq=1,page-fd=1,ring-fd=2,rung-fd=3,area=0,area-size=1"
+        )
+        .is_err());
     }
 
     #[test]

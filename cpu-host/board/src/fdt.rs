@@ -46,8 +46,13 @@ pub struct FdtConfig {
     pub bootargs: Option<String>,
     /// `/chosen/linux,initrd-start` and `-end` (end exclusive), as 64-bit cells like QEMU.
     pub initrd: Option<(u64, u64)>,
-    /// How many virtio-mmio slots to describe, 0..=[`memmap::VIRTIO_MMIO_SLOTS`].
-    pub virtio_mmio_slots: u32,
+    /// Further RAM ranges (a cluster's view of shared RAM may have several), one memory node each.
+    pub extra_memory: Vec<memmap::Region>,
+    /// The virtio-mmio slots to describe (QEMU's virt: all 8, irqs 1..=8), at most
+    /// [`memmap::VIRTIO_MMIO_SLOTS`].
+    pub virtio_mmio: Vec<VirtioNode>,
+    /// Mailboxes to other clusters.
+    pub mailboxes: Vec<MailboxNode>,
     /// Write `/chosen/stdout-path = "/soc/serial@10000000"`.
     pub stdout_uart: bool,
     /// `/chosen/rng-seed` (QEMU writes 32 random bytes); omitted when `None`.
@@ -78,11 +83,38 @@ impl Default for FdtConfig {
             mmu_type: None,
             bootargs: None,
             initrd: None,
-            virtio_mmio_slots: memmap::VIRTIO_MMIO_SLOTS,
+            extra_memory: Vec::new(),
+            virtio_mmio: default_virtio_nodes(),
+            mailboxes: Vec::new(),
             stdout_uart: true,
             rng_seed: None,
         }
     }
+}
+
+/// One virtio-mmio slot: its registers and its PLIC source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VirtioNode {
+    pub base: u64,
+    pub irq: u32,
+}
+
+/// QEMU's eight slots with their default irqs.
+pub fn default_virtio_nodes() -> Vec<VirtioNode> {
+    (0..memmap::VIRTIO_MMIO_SLOTS)
+        .map(|n| VirtioNode {
+            base: memmap::virtio_slot(n).base,
+            irq: memmap::VIRTIO_IRQ_BASE + n,
+        })
+        .collect()
+}
+
+/// A mailbox (`tessera,mailbox`): its register window, its message area and its PLIC source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxNode {
+    pub regs: u64,
+    pub area: memmap::Region,
+    pub irq: u32,
 }
 
 /// Why a device tree could not be built.
@@ -99,7 +131,7 @@ pub enum FdtError {
     #[error("invalid board: RAM 0x{base:x}-0x{end:x} overlaps the device region below 0x{dram:x}", dram = memmap::DRAM_BASE)]
     RamOverlapsDevices { base: u64, end: u64 },
     #[error("invalid board: {0} virtio-mmio slots, the board has {max}", max = memmap::VIRTIO_MMIO_SLOTS)]
-    TooManyVirtioSlots(u32),
+    TooManyVirtioSlots(usize),
     #[error("invalid board: initrd end 0x{end:x} is before its start 0x{start:x}")]
     InitrdReversed { start: u64, end: u64 },
     #[error("invalid board: riscv,isa {0:?} must be \"rv32\"/\"rv64\" followed by [a-z0-9_]")]
@@ -201,8 +233,8 @@ fn validate(cfg: &FdtConfig) -> Result<(), FdtError> {
             end: ram_end,
         });
     }
-    if cfg.virtio_mmio_slots > memmap::VIRTIO_MMIO_SLOTS {
-        return Err(FdtError::TooManyVirtioSlots(cfg.virtio_mmio_slots));
+    if cfg.virtio_mmio.len() > memmap::VIRTIO_MMIO_SLOTS as usize {
+        return Err(FdtError::TooManyVirtioSlots(cfg.virtio_mmio.len()));
     }
     if let Some((start, end)) = cfg.initrd {
         if end < start {
@@ -268,10 +300,17 @@ fn syscon_nodes(w: &mut FdtWriter, ph: &Phandles) -> WResult {
 }
 
 fn memory_node(w: &mut FdtWriter, cfg: &FdtConfig) -> WResult {
-    let node = w.begin_node(&format!("memory@{:x}", cfg.ram_base))?;
-    w.property_string("device_type", "memory")?;
-    w.property_array_u64("reg", &[cfg.ram_base, cfg.ram_size])?;
-    w.end_node(node)
+    let primary = memmap::Region {
+        base: cfg.ram_base,
+        size: cfg.ram_size,
+    };
+    for r in std::iter::once(&primary).chain(&cfg.extra_memory) {
+        let node = w.begin_node(&format!("memory@{:x}", r.base))?;
+        w.property_string("device_type", "memory")?;
+        w.property_array_u64("reg", &[r.base, r.size])?;
+        w.end_node(node)?;
+    }
+    Ok(())
 }
 
 fn cpus_node(w: &mut FdtWriter, cfg: &FdtConfig, ph: &Phandles) -> WResult {
@@ -392,10 +431,28 @@ fn soc_node(w: &mut FdtWriter, cfg: &FdtConfig, ph: &Phandles) -> WResult {
 
     // QEMU's tree lists the slots from the highest address down (libfdt prepends each new node);
     // Linux probes in tree order, so keeping it keeps /dev/vdX naming identical to QEMU's.
-    for slot in (0..cfg.virtio_mmio_slots).rev() {
-        let base = memmap::VIRTIO_MMIO.base + u64::from(slot) * memmap::VIRTIO_MMIO.size;
+    for m in &cfg.mailboxes {
+        let node = w.begin_node(&format!("mailbox@{:x}", m.regs))?;
+        w.property_u32("interrupts", m.irq)?;
+        w.property_u32("interrupt-parent", ph.plic)?;
+        w.property_array_u64(
+            "reg",
+            &[
+                m.regs,
+                tessera_devices::mailbox::REGS_SIZE,
+                m.area.base,
+                m.area.size,
+            ],
+        )?;
+        w.property_string_list("reg-names", vec!["regs".into(), "area".into()])?;
+        w.property_string("compatible", "tessera,mailbox")?;
+        w.end_node(node)?;
+    }
+
+    for v in cfg.virtio_mmio.iter().rev() {
+        let base = v.base;
         let node = w.begin_node(&format!("virtio_mmio@{base:x}"))?;
-        w.property_u32("interrupts", memmap::VIRTIO_IRQ_BASE + slot)?;
+        w.property_u32("interrupts", v.irq)?;
         w.property_u32("interrupt-parent", ph.plic)?;
         reg(
             w,
@@ -662,7 +719,12 @@ mod tests {
             ),
             (
                 FdtConfig {
-                    virtio_mmio_slots: 9,
+                    virtio_mmio: (0..9)
+                        .map(|n| VirtioNode {
+                            base: 0x1000_1000 + n * 0x1000,
+                            irq: 1,
+                        })
+                        .collect(),
                     ..config(1)
                 },
                 "virtio-mmio",

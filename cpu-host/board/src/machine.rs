@@ -2,7 +2,7 @@
 //! the MMIO bus, and one host thread per hart running the translator. This is the only place
 //! that knows how the pieces are wired.
 
-use crate::fdt::{build_fdt, FdtConfig, FdtError};
+use crate::fdt::{build_fdt, FdtConfig, FdtError, MailboxNode, VirtioNode};
 use crate::loader::{self, LoadError, LoadedImage};
 use crate::memmap::{self, Region};
 use crate::rom::{reset_rom, FwDynamicInfo, NEXT_MODE_S};
@@ -15,8 +15,8 @@ use tessera_dbt::mem::{HostRegion, Mmio, PhysMap};
 use tessera_dbt::reset_gate::ResetGate;
 use tessera_dbt::VcpuSignals;
 use tessera_devices::{
-    Aclint, AclintHart, Bus, BusDevice, Clock, FinisherAction, GoldfishRtc, IrqLine, Plic,
-    TestFinisher, Uart, VirtioMmioEmpty,
+    Aclint, AclintHart, Bus, BusDevice, Clock, FinisherAction, GoldfishRtc, IrqLine, Mailbox,
+    MailboxSide, Plic, TestFinisher, Uart, VirtioMmioEmpty,
 };
 use tessera_isa_riscv64::{irq, Hart, HartConfig};
 use tessera_shm::GuestRam;
@@ -41,25 +41,82 @@ pub enum Serial {
     File(PathBuf),
 }
 
-/// A virtio device served by another process over vhost-user, on the next free virtio-mmio slot.
+/// A virtio device served by another process over vhost-user, on a virtio-mmio slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VhostUserSpec {
     pub kind: VhostKind,
     pub socket: PathBuf,
     pub queues: usize,
+    /// Base address of its slot (one of the board's virtio-mmio slots); the next free slot when
+    /// `None`.
+    pub addr: Option<u64>,
+    /// PLIC source; the slot's own (1..=8) when `None`.
+    pub irq: Option<u32>,
+}
+
+/// Guest RAM: created by this process, or handed over by the process that owns the machine.
+#[derive(Clone)]
+pub enum RamConfig {
+    /// Private RAM of this size at [`memmap::DRAM_BASE`].
+    Create(u64),
+    /// RAM someone else created (the supervisor, shared with other clusters). `memory` lists the
+    /// ranges the guest is told about (the lowest holds the firmware and the device tree); other
+    /// regions of `ram` (mailbox message areas) are mapped but described by their devices.
+    Shared {
+        ram: Arc<GuestRam>,
+        memory: Vec<Region>,
+    },
+}
+
+impl std::fmt::Debug for RamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RamConfig::Create(n) => write!(f, "Create({n:#x})"),
+            RamConfig::Shared { memory, .. } => write!(f, "Shared({memory:x?})"),
+        }
+    }
+}
+
+/// One side of a mailbox to another CPU process (see [`tessera_devices::mailbox`]).
+#[derive(Clone)]
+pub struct MailboxConfig {
+    /// 0 or 1.
+    pub side: u32,
+    /// Register window base.
+    pub regs: u64,
+    pub irq: u32,
+    /// The sealed memfd whose first page holds both STATUS words.
+    pub page: Arc<std::fs::File>,
+    /// Written to ring the peer; written by the peer to ring us.
+    pub ring_peer: Arc<std::fs::File>,
+    pub rung: Arc<std::fs::File>,
+    /// The message area as this cluster sees it (mapped as RAM, part of [`RamConfig::Shared`]).
+    pub area: Region,
+}
+
+impl std::fmt::Debug for MailboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxConfig")
+            .field("side", &self.side)
+            .field("regs", &format_args!("{:#x}", self.regs))
+            .field("irq", &self.irq)
+            .field("area", &self.area)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct MachineConfig {
     pub harts: u32,
-    pub ram_size: u64,
+    pub ram: RamConfig,
     pub firmware: Firmware,
     pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
     pub append: Option<String>,
     pub serial: Serial,
-    /// vhost-user devices, assigned to virtio-mmio slots 0, 1, ... in order.
+    /// vhost-user devices: at their `addr`, the others on the free virtio-mmio slots in order.
     pub vhost_user: Vec<VhostUserSpec>,
+    pub mailboxes: Vec<MailboxConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +163,14 @@ pub enum BoardError {
     },
     #[error("{count} vhost-user devices given, the board has {slots} virtio-mmio slots")]
     TooManyDevices { count: usize, slots: u32 },
+    #[error("vhost-user device at {addr:#x}: not a free virtio-mmio slot (0x10001000, 0x10002000, ... 0x10008000)")]
+    BadSlot { addr: u64 },
+    #[error("irq {irq} of {what}: {why}")]
+    Irq { irq: u32, what: String, why: String },
+    #[error("shared RAM lists no memory range")]
+    NoMemory,
+    #[error("mailbox at {regs:#x}: {source}")]
+    Mailbox { regs: u64, source: std::io::Error },
     #[error("vhost-user {kind} device (slot {slot}): {source}")]
     VhostUser {
         kind: &'static str,
@@ -130,13 +195,15 @@ pub enum ExitReason {
     Reset,
     /// Stopped from outside (signal, embedding program).
     Stopped,
+    /// Reset requested from outside (QMP `system_reset`): the owner rebuilds the machine.
+    HostReset,
 }
 
 impl ExitReason {
     /// The process exit status for this reason.
     pub fn exit_code(self) -> i32 {
         match self {
-            ExitReason::Pass | ExitReason::Reset => 0,
+            ExitReason::Pass | ExitReason::Reset | ExitReason::HostReset => 0,
             ExitReason::Fail(c) if c & 0xff == 0 => 1,
             ExitReason::Fail(c) => (c & 0xff) as i32,
             ExitReason::Stopped => 130,
@@ -180,6 +247,29 @@ impl Stopper {
         for s in &self.signals {
             s.request_stop();
         }
+    }
+
+    /// Park every hart at its next block boundary; true once all are parked (or gone), false if
+    /// one did not park within two seconds.
+    pub fn pause(&self) -> bool {
+        for s in &self.signals {
+            s.request_pause();
+        }
+        self.signals
+            .iter()
+            .all(|s| s.wait_parked(std::time::Duration::from_secs(2)))
+    }
+
+    /// Let paused harts run again.
+    pub fn resume(&self) {
+        for s in &self.signals {
+            s.resume();
+        }
+    }
+
+    /// Whether a stop has been requested (the machine is ending).
+    pub fn stopping(&self) -> Option<ExitReason> {
+        *self.state.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn wait(&self) -> ExitReason {
@@ -228,6 +318,7 @@ pub struct Machine {
     uart: Arc<Uart>,
     aclint: Arc<Aclint>,
     rtc: Arc<GoldfishRtc>,
+    mailboxes: Vec<Arc<Mailbox>>,
     stdin: bool,
 }
 
@@ -257,21 +348,129 @@ fn check_overlap(images: &[(&'static str, u64, u64)]) -> Result<(), BoardError> 
     Ok(())
 }
 
+/// A virtio-mmio slot and the vhost-user device (index into the config) that sits there.
+struct Slot {
+    index: usize,
+    node: VirtioNode,
+    device: Option<usize>,
+}
+
+/// Devices with an address take their slot; the others fill the free slots in order.
+fn assign_slots(specs: &[VhostUserSpec]) -> Result<Vec<Slot>, BoardError> {
+    let mut slots: Vec<Slot> = (0..memmap::VIRTIO_MMIO_SLOTS)
+        .map(|n| Slot {
+            index: n as usize,
+            node: VirtioNode {
+                base: memmap::virtio_slot(n).base,
+                irq: memmap::VIRTIO_IRQ_BASE + n,
+            },
+            device: None,
+        })
+        .collect();
+    if specs.len() > slots.len() {
+        return Err(BoardError::TooManyDevices {
+            count: specs.len(),
+            slots: memmap::VIRTIO_MMIO_SLOTS,
+        });
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        if let Some(addr) = spec.addr {
+            let slot = slots
+                .iter_mut()
+                .find(|s| s.node.base == addr && s.device.is_none())
+                .ok_or(BoardError::BadSlot { addr })?;
+            slot.device = Some(i);
+        }
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        if spec.addr.is_none() {
+            let slot = slots.iter_mut().find(|s| s.device.is_none()).ok_or(
+                BoardError::TooManyDevices {
+                    count: specs.len(),
+                    slots: memmap::VIRTIO_MMIO_SLOTS,
+                },
+            )?;
+            slot.device = Some(i);
+        }
+    }
+    for slot in &mut slots {
+        if let Some(irq) = slot.device.and_then(|i| specs[i].irq) {
+            slot.node.irq = irq;
+        }
+    }
+    Ok(slots)
+}
+
+/// Every device's PLIC source exists and is its own (empty virtio slots keep their default and
+/// may be shared: nothing drives them).
+fn check_irqs(slots: &[Slot], mailboxes: &[MailboxConfig]) -> Result<(), BoardError> {
+    let mut used: Vec<(u32, String)> = memmap::FIXED_IRQS
+        .iter()
+        .map(|(irq, name)| (*irq, (*name).to_owned()))
+        .collect();
+    let wanted = slots
+        .iter()
+        .filter(|s| s.device.is_some())
+        .map(|s| (s.node.irq, format!("virtio-mmio@{:#x}", s.node.base)))
+        .chain(
+            mailboxes
+                .iter()
+                .map(|m| (m.irq, format!("mailbox@{:#x}", m.regs))),
+        );
+    for (irq, what) in wanted {
+        if irq == 0 || irq > memmap::PLIC_NUM_SOURCES {
+            return Err(BoardError::Irq {
+                irq,
+                what,
+                why: format!("the PLIC has sources 1..={}", memmap::PLIC_NUM_SOURCES),
+            });
+        }
+        if let Some((_, other)) = used.iter().find(|(i, _)| *i == irq) {
+            return Err(BoardError::Irq {
+                irq,
+                what,
+                why: format!("already used by {other}"),
+            });
+        }
+        used.push((irq, what));
+    }
+    Ok(())
+}
+
 impl Machine {
     /// Build the whole machine: RAM, images, FDT, ROM, devices and harts (not yet running).
     pub fn new(cfg: &MachineConfig) -> Result<Self, BoardError> {
         if cfg.harts == 0 || cfg.harts > memmap::MAX_HARTS {
             return Err(BoardError::Harts(cfg.harts));
         }
-        if cfg.ram_size == 0
-            || !cfg.ram_size.is_multiple_of(4096)
-            || cfg.ram_size > u64::MAX - memmap::DRAM_BASE
-        {
-            return Err(BoardError::Ram(cfg.ram_size));
-        }
-        let ram = Arc::new(GuestRam::create(&[(memmap::DRAM_BASE, cfg.ram_size)])?);
+        let (ram, memory) = match &cfg.ram {
+            RamConfig::Create(size) => {
+                let size = *size;
+                if size == 0 || !size.is_multiple_of(4096) || size > u64::MAX - memmap::DRAM_BASE {
+                    return Err(BoardError::Ram(size));
+                }
+                let region = Region {
+                    base: memmap::DRAM_BASE,
+                    size,
+                };
+                (
+                    Arc::new(GuestRam::create(&[(region.base, region.size)])?),
+                    vec![region],
+                )
+            }
+            RamConfig::Shared { ram, memory } => {
+                let mut memory = memory.clone();
+                memory.sort_by_key(|r| r.base);
+                if memory.is_empty() {
+                    return Err(BoardError::NoMemory);
+                }
+                (ram.clone(), memory)
+            }
+        };
+        let primary = memory[0];
+        let (ram_base, ram_size) = (primary.base, primary.size);
         let mem = ram.to_guest_memory()?;
-        let ram_end = memmap::DRAM_BASE + cfg.ram_size;
+        let ram_end = ram_base + ram_size;
 
         // Images.
         let mut placed: Vec<(&'static str, u64, u64)> = Vec::new();
@@ -292,16 +491,20 @@ impl Machine {
         let (start, fw_dynamic) = match &cfg.firmware {
             Firmware::None => {
                 let k = cfg.kernel.as_deref().ok_or(BoardError::NothingToRun)?;
-                let img = load("kernel", k, memmap::FIRMWARE_BASE)?;
+                let img = load("kernel", k, ram_base)?;
                 placed.push(("kernel", img.low, img.high));
                 (img.entry, None)
             }
             Firmware::Path(fw) => {
-                let img = load("firmware", fw, memmap::FIRMWARE_BASE)?;
+                let img = load("firmware", fw, ram_base)?;
                 placed.push(("firmware", img.low, img.high));
                 let next = match &cfg.kernel {
                     Some(k) => {
-                        let kimg = load("kernel", k, memmap::KERNEL_BASE_RV64)?;
+                        let kimg = load(
+                            "kernel",
+                            k,
+                            ram_base + (memmap::KERNEL_BASE_RV64 - memmap::FIRMWARE_BASE),
+                        )?;
                         placed.push(("kernel", kimg.low, kimg.high));
                         kimg.entry
                     }
@@ -321,8 +524,8 @@ impl Machine {
         // FDT (built twice when there is an initrd: its address depends on the FDT's size).
         let mut fdt_cfg = FdtConfig {
             harts: cfg.harts,
-            ram_base: memmap::DRAM_BASE,
-            ram_size: cfg.ram_size,
+            ram_base,
+            ram_size,
             isa_base: tessera_isa_riscv64::ISA_STRING.into(),
             isa_base_name: tessera_isa_riscv64::ISA_BASE.into(),
             isa_extensions: tessera_isa_riscv64::ISA_EXTENSIONS
@@ -332,7 +535,17 @@ impl Machine {
             mmu_type: Some(tessera_isa_riscv64::MMU_TYPE.into()),
             bootargs: cfg.append.clone(),
             initrd: None,
-            virtio_mmio_slots: memmap::VIRTIO_MMIO_SLOTS,
+            extra_memory: memory[1..].to_vec(),
+            virtio_mmio: Vec::new(),
+            mailboxes: cfg
+                .mailboxes
+                .iter()
+                .map(|m| MailboxNode {
+                    regs: m.regs,
+                    area: m.area,
+                    irq: m.irq,
+                })
+                .collect(),
             stdout_uart: true,
             rng_seed: None,
         };
@@ -342,25 +555,23 @@ impl Machine {
             .map(|p| read_file("initrd", p).map(|d| (p, d)))
             .transpose()?;
         if let Some((_, data)) = &initrd {
-            fdt_cfg.initrd = Some((memmap::DRAM_BASE, memmap::DRAM_BASE + data.len() as u64));
+            fdt_cfg.initrd = Some((ram_base, ram_base + data.len() as u64));
         }
+        let slots = assign_slots(&cfg.vhost_user)?;
+        fdt_cfg.virtio_mmio = slots.iter().map(|s| s.node).collect();
+        check_irqs(&slots, &cfg.mailboxes)?;
         let mut fdt = build_fdt(&fdt_cfg)?;
-        let fdt_addr = loader::fdt_address(memmap::DRAM_BASE, cfg.ram_size, fdt.len() as u64);
-        if fdt_addr < memmap::DRAM_BASE || fdt_addr + fdt.len() as u64 > ram_end {
+        let fdt_addr = loader::fdt_address(ram_base, ram_size, fdt.len() as u64);
+        if fdt_addr < ram_base || fdt_addr + fdt.len() as u64 > ram_end {
             return Err(BoardError::FdtPlacement { len: fdt.len() });
         }
         if let Some((path, data)) = &initrd {
-            let at = loader::initrd_address(
-                memmap::DRAM_BASE,
-                cfg.ram_size,
-                data.len() as u64,
-                fdt_addr,
-            )
-            .map_err(|source| BoardError::Load {
-                what: "initrd",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let at = loader::initrd_address(ram_base, ram_size, data.len() as u64, fdt_addr)
+                .map_err(|source| BoardError::Load {
+                    what: "initrd",
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             mem.write_slice(data, GuestAddress(at))
                 .map_err(|source| BoardError::Load {
                     what: "initrd",
@@ -456,35 +667,54 @@ impl Machine {
         add(memmap::ACLINT, aclint.clone())?;
         add(memmap::PLIC, plic.clone())?;
         add(memmap::UART0, uart.clone())?;
-        if cfg.vhost_user.len() > memmap::VIRTIO_MMIO_SLOTS as usize {
-            return Err(BoardError::TooManyDevices {
-                count: cfg.vhost_user.len(),
-                slots: memmap::VIRTIO_MMIO_SLOTS,
-            });
-        }
-        for n in 0..memmap::VIRTIO_MMIO_SLOTS as usize {
-            let base = memmap::VIRTIO_MMIO.base + n as u64 * memmap::VIRTIO_MMIO.size;
-            let dev: Arc<dyn BusDevice> = match cfg.vhost_user.get(n) {
-                Some(spec) => {
+        for slot in &slots {
+            let dev: Arc<dyn BusDevice> = match slot.device {
+                Some(i) => {
+                    let spec = &cfg.vhost_user[i];
                     let backend =
                         VhostUserDevice::connect(spec.kind, &spec.socket, spec.queues, mem.clone())
                             .map_err(|source| BoardError::VhostUser {
                                 kind: spec.kind.name(),
-                                slot: n,
+                                slot: slot.index,
                                 source,
                             })?;
-                    let irq = plic.source(memmap::VIRTIO_IRQ_BASE + n as u32);
+                    let irq = plic.source(slot.node.irq);
                     Arc::new(VirtioMmio::new(Box::new(backend), irq))
                 }
                 None => Arc::new(VirtioMmioEmpty::new()),
             };
             add(
                 Region {
-                    base,
+                    base: slot.node.base,
                     size: memmap::VIRTIO_MMIO.size,
                 },
                 dev,
             )?;
+        }
+        let mut mailboxes = Vec::new();
+        for m in &cfg.mailboxes {
+            let err = |source| BoardError::Mailbox {
+                regs: m.regs,
+                source,
+            };
+            let page_file = m.page.try_clone().map_err(err)?;
+            let side = MailboxSide {
+                side: m.side,
+                page: tessera_shm::SharedPage::map(page_file)?,
+                ring_peer: m.ring_peer.try_clone().map_err(err)?,
+                rung: m.rung.try_clone().map_err(err)?,
+                area_base: m.area.base,
+                area_size: u32::try_from(m.area.size).unwrap_or(u32::MAX),
+            };
+            let dev = Arc::new(Mailbox::new(side, plic.source(m.irq)).map_err(err)?);
+            add(
+                Region {
+                    base: m.regs,
+                    size: tessera_devices::mailbox::REGS_SIZE,
+                },
+                dev.clone(),
+            )?;
+            mailboxes.push(dev);
         }
 
         let mut regions = vec![HostRegion {
@@ -530,6 +760,7 @@ impl Machine {
             uart,
             aclint,
             rtc,
+            mailboxes,
             stdin: cfg.serial == Serial::Stdio,
         })
     }
@@ -572,6 +803,7 @@ impl Machine {
                 .spawn(move || {
                     let mut cache = BlockCache::new();
                     tessera_dbt::exec::run(&mut *hart, &mut cache, &signals, Some(&gate));
+                    signals.mark_exited();
                     // One hart stopping for any reason stops the machine.
                     stopper.stop(ExitReason::Stopped);
                     HartStats {
@@ -595,6 +827,9 @@ impl Machine {
             .collect();
         self.aclint.shutdown();
         self.rtc.shutdown();
+        for m in &self.mailboxes {
+            m.shutdown();
+        }
         let _ = std::io::stdout().flush();
         Ok(RunResult { reason, harts })
     }

@@ -56,6 +56,46 @@ pub const VIRTIO_MMIO: Region = Region {
 };
 /// Number of virtio-mmio slots.
 pub const VIRTIO_MMIO_SLOTS: u32 = 8;
+
+/// Virtio-mmio slot `n`.
+pub const fn virtio_slot(n: u32) -> Region {
+    Region {
+        base: VIRTIO_MMIO.base + n as u64 * VIRTIO_MMIO.size,
+        size: VIRTIO_MMIO.size,
+    }
+}
+
+/// Mailbox `n`'s register window (4 KiB each; room for 256).
+pub const fn mailbox_regs(n: u32) -> Region {
+    Region {
+        base: 0x1020_0000 + n as u64 * 0x1000,
+        size: 0x1000,
+    }
+}
+
+/// Where mailbox `n`'s message area goes by default (up to 1 MiB each; room for 64).
+pub const fn mailbox_area(n: u32) -> u64 {
+    0x1040_0000 + n as u64 * 0x10_0000
+}
+
+/// Largest message area of one mailbox.
+pub const MAILBOX_AREA_MAX: u64 = 0x10_0000;
+
+/// PLIC sources the board itself uses (UART0, RTC); devices must not take them.
+pub const FIXED_IRQS: [(u32, &str); 2] = [(UART0_IRQ, "uart0"), (RTC_IRQ, "rtc")];
+
+/// Fixed regions of the board that devices placed by a machine description must not overlap.
+pub const FIXED_REGIONS: [(&str, Region); 9] = [
+    ("mrom", MROM),
+    ("test finisher", TEST),
+    ("rtc", RTC),
+    ("aclint", ACLINT),
+    ("pcie pio", PCIE_PIO),
+    ("plic", PLIC),
+    ("uart0", UART0),
+    ("pcie ecam", PCIE_ECAM),
+    ("pcie mmio", PCIE_MMIO),
+];
 /// PCIe ECAM.
 pub const PCIE_ECAM: Region = Region {
     base: 0x3000_0000,
