@@ -1,0 +1,855 @@
+//! Machine descriptions: the TOML a user writes (serde types, `deny_unknown_fields`), and its
+//! validation into a [`Layout`] — every address, irq and path decided — with errors that name the
+//! file, the entry and the field. See docs/machine-description.md.
+
+use crate::layout::{
+    Backend, ClusterPlan, DevicePlan, Firmware, ImageSource, Layout, MailboxPlan, Range, Serial,
+};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Debian's OpenSBI, the firmware when a cluster names none.
+pub const DEFAULT_FIRMWARE: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
+/// QEMU virt's DRAM base, where machine RAM starts unless `ram_base` says otherwise.
+pub const DEFAULT_RAM_BASE: u64 = 0x8000_0000;
+/// Harts per cluster the riscv64 board supports.
+pub const MAX_HARTS: u32 = 512;
+/// The PLIC's sources are 1..=95.
+pub const MAX_IRQ: u32 = 95;
+/// virtio-mmio slots of the riscv64 virt board: base of slot 0, stride, count, irq of slot 0.
+const VIRTIO_SLOT0: u64 = 0x1000_1000;
+const VIRTIO_STRIDE: u64 = 0x1000;
+const VIRTIO_SLOTS: u64 = 8;
+const VIRTIO_IRQ0: u32 = 1;
+/// Mailbox register windows and message areas (see tessera-board's memmap).
+const MAILBOX_REGS0: u64 = 0x1020_0000;
+const MAILBOX_REGS_SIZE: u64 = 0x1000;
+const MAILBOX_AREA0: u64 = 0x1040_0000;
+const MAILBOX_AREA_MAX: u64 = 0x10_0000;
+const PAGE: u64 = 0x1000;
+/// PLIC sources the board keeps for itself.
+const FIXED_IRQS: [(u32, &str); 2] = [(10, "uart0"), (11, "rtc")];
+/// Regions of the board a device must not overlap.
+const FIXED_REGIONS: [(&str, u64, u64); 9] = [
+    ("the reset ROM", 0x1000, 0xf000),
+    ("the test finisher", 0x10_0000, 0x1000),
+    ("the RTC", 0x10_1000, 0x1000),
+    ("the ACLINT", 0x200_0000, 0x1_0000),
+    ("the PCIe PIO window", 0x300_0000, 0x1_0000),
+    ("the PLIC", 0xc00_0000, 0x60_0000),
+    ("the UART", 0x1000_0000, 0x100),
+    ("the PCIe ECAM", 0x3000_0000, 0x1000_0000),
+    ("the PCIe MMIO window", 0x4000_0000, 0x4000_0000),
+];
+
+/// A number written as an integer or a string: `"256M"`, `"0x80000000"`, `4096`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Num {
+    Int(i64),
+    Text(String),
+}
+
+impl Num {
+    /// Sizes accept K/M/G/T suffixes; addresses accept 0x hex.
+    fn value(&self) -> Result<u64, String> {
+        match self {
+            Num::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
+            Num::Text(s) => parse_size(s),
+        }
+    }
+}
+
+/// `256M`, `0x1000`, `4096`, `64K`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        return u64::from_str_radix(&hex.replace('_', ""), 16)
+            .map_err(|_| format!("\"{s}\" is not a number"));
+    }
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("\"{s}\" has an unknown suffix (use K, M, G or T)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("\"{s}\" is not a size (e.g. 256M, 4096, 0x1000)"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Description {
+    pub machine: MachineSection,
+    #[serde(default)]
+    pub cluster: Vec<ClusterDesc>,
+    #[serde(default)]
+    pub device: Vec<DeviceDesc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineSection {
+    pub name: Option<String>,
+    pub ram: Num,
+    pub ram_base: Option<Num>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeDesc {
+    pub base: Num,
+    pub size: Num,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterDesc {
+    pub name: String,
+    pub isa: String,
+    pub harts: u32,
+    pub firmware: Option<String>,
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub cmdline: Option<String>,
+    pub serial: Option<String>,
+    pub ram: Option<Vec<RangeDesc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceDesc {
+    pub id: String,
+    pub kind: String,
+    pub cluster: Option<String>,
+    pub transport: Option<String>,
+    pub address: Option<Num>,
+    pub irq: Option<i64>,
+    pub queues: Option<i64>,
+    // virtio-blk
+    pub image: Option<String>,
+    pub size: Option<Num>,
+    pub readonly: Option<bool>,
+    pub serial: Option<String>,
+    // virtio-console
+    pub output: Option<String>,
+    // mailbox
+    pub between: Option<Vec<String>>,
+    pub area: Option<Num>,
+    pub area_size: Option<Num>,
+}
+
+/// A description that does not make a machine: where (file, entry, field) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {entry}{sep}{field}: {message}", sep = if field.is_empty() { "" } else { ": " })]
+pub struct DescError {
+    pub file: String,
+    pub entry: String,
+    pub field: String,
+    pub message: String,
+}
+
+/// Accumulates context for errors.
+struct Ctx<'a> {
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, entry: &str, field: &str, message: impl Into<String>) -> DescError {
+        DescError {
+            file: self.file.to_owned(),
+            entry: entry.to_owned(),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Read and validate a description file.
+pub fn load(path: &Path) -> Result<Layout, DescError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| DescError {
+        file: file.clone(),
+        entry: "cannot read".into(),
+        field: String::new(),
+        message: e.to_string(),
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    parse(&text, &file, &dir)
+}
+
+/// Validate description `text` (named `file` in errors); relative paths are relative to `dir`.
+pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Layout, DescError> {
+    let cx = Ctx { file };
+    let desc: Description = toml::from_str(text).map_err(|e| {
+        let msg = e.message().replace('\n', " ");
+        let entry = match e.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}")
+            }
+            None => "syntax".into(),
+        };
+        cx.err(&entry, "", msg)
+    })?;
+    validate(&desc, &cx, dir)
+}
+
+fn resolve(dir: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        dir.join(path)
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.0.saturating_add(b.1) && b.0 < a.0.saturating_add(a.1)
+}
+
+fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> {
+    // [machine]
+    let m = "[machine]";
+    let ram_size = d.machine.ram.value().map_err(|e| cx.err(m, "ram", e))?;
+    if ram_size == 0 || ram_size % PAGE != 0 {
+        return Err(cx.err(
+            m,
+            "ram",
+            format!("{ram_size:#x} is not a non-zero multiple of 4K"),
+        ));
+    }
+    let ram_base = match &d.machine.ram_base {
+        Some(n) => n.value().map_err(|e| cx.err(m, "ram_base", e))?,
+        None => DEFAULT_RAM_BASE,
+    };
+    if ram_base % PAGE != 0 || ram_base < DEFAULT_RAM_BASE {
+        return Err(cx.err(
+            m,
+            "ram_base",
+            format!("{ram_base:#x} must be 4K aligned and at or above 0x80000000 (below is the device region)"),
+        ));
+    }
+    if ram_base.checked_add(ram_size).is_none() {
+        return Err(cx.err(m, "ram", "RAM runs past the end of the address space"));
+    }
+    let name = d.machine.name.clone().unwrap_or_else(|| "machine".into());
+    if !is_name(&name) {
+        return Err(cx.err(
+            m,
+            "name",
+            format!("\"{name}\" must be 1-32 letters, digits, - or _"),
+        ));
+    }
+
+    // [[cluster]]
+    if d.cluster.is_empty() {
+        return Err(cx.err("[[cluster]]", "", "a machine needs at least one cluster"));
+    }
+    let mut clusters: Vec<ClusterPlan> = Vec::new();
+    let mut stdio_taken: Option<String> = None;
+    for (i, c) in d.cluster.iter().enumerate() {
+        let entry = format!("cluster \"{}\"", c.name);
+        if !is_name(&c.name) {
+            return Err(cx.err(
+                &format!("cluster #{}", i + 1),
+                "name",
+                format!("\"{}\" must be 1-32 letters, digits, - or _", c.name),
+            ));
+        }
+        if clusters.iter().any(|o| o.name == c.name) {
+            return Err(cx.err(&entry, "name", "duplicate cluster name"));
+        }
+        if c.isa != "riscv64" {
+            return Err(cx.err(
+                &entry,
+                "isa",
+                format!("unknown ISA \"{}\" (supported: riscv64)", c.isa),
+            ));
+        }
+        if c.harts == 0 || c.harts > MAX_HARTS {
+            return Err(cx.err(
+                &entry,
+                "harts",
+                format!("{} harts: a cluster has 1 to {MAX_HARTS}", c.harts),
+            ));
+        }
+        let existing = |field: &str, p: &str| -> Result<PathBuf, DescError> {
+            let path = resolve(dir, p);
+            match std::fs::metadata(&path) {
+                Ok(md) if md.is_file() => Ok(path),
+                Ok(_) => Err(cx.err(&entry, field, format!("{} is not a file", path.display()))),
+                Err(e) => Err(cx.err(&entry, field, format!("{}: {e}", path.display()))),
+            }
+        };
+        let firmware = match c.firmware.as_deref() {
+            Some("none") => Firmware::None,
+            Some(p) => Firmware::Path(existing("firmware", p)?),
+            None => Firmware::Path(existing("firmware", DEFAULT_FIRMWARE)?),
+        };
+        let kernel = c
+            .kernel
+            .as_deref()
+            .map(|p| existing("kernel", p))
+            .transpose()?;
+        let initrd = c
+            .initrd
+            .as_deref()
+            .map(|p| existing("initrd", p))
+            .transpose()?;
+        if firmware == Firmware::None && kernel.is_none() {
+            return Err(cx.err(
+                &entry,
+                "kernel",
+                "firmware = \"none\" needs a kernel to run",
+            ));
+        }
+        // Its view of RAM.
+        let memory: Vec<Range> = match &c.ram {
+            None => vec![Range {
+                base: ram_base,
+                size: ram_size,
+            }],
+            Some(list) => {
+                if list.is_empty() {
+                    return Err(cx.err(&entry, "ram", "an empty view: list at least one range"));
+                }
+                let mut v: Vec<Range> = Vec::new();
+                for r in list {
+                    let base = r.base.value().map_err(|e| cx.err(&entry, "ram.base", e))?;
+                    let size = r.size.value().map_err(|e| cx.err(&entry, "ram.size", e))?;
+                    if size == 0 || size % PAGE != 0 || base % PAGE != 0 {
+                        return Err(cx.err(
+                            &entry,
+                            "ram",
+                            format!("range {base:#x}+{size:#x} must be non-empty and 4K aligned"),
+                        ));
+                    }
+                    if base < ram_base || base.saturating_add(size) > ram_base + ram_size {
+                        return Err(cx.err(
+                            &entry,
+                            "ram",
+                            format!(
+                                "range {base:#x}-{:#x} is outside machine RAM {ram_base:#x}-{:#x}",
+                                base.saturating_add(size),
+                                ram_base + ram_size
+                            ),
+                        ));
+                    }
+                    if let Some(o) = v.iter().find(|o| overlaps((o.base, o.size), (base, size))) {
+                        return Err(cx.err(
+                            &entry,
+                            "ram",
+                            format!(
+                                "range {base:#x}+{size:#x} overlaps range {:#x}+{:#x}",
+                                o.base, o.size
+                            ),
+                        ));
+                    }
+                    v.push(Range { base, size });
+                }
+                v.sort_by_key(|r| r.base);
+                v
+            }
+        };
+        // RAM must hold the images (the firmware and the kernel go to the lowest range).
+        let lowest = memory[0];
+        let image_bytes: u64 = [
+            match &firmware {
+                Firmware::Path(p) => Some(p),
+                Firmware::None => None,
+            },
+            kernel.as_ref(),
+            initrd.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+        // Raw kernels go 2 MiB above the firmware, and the device tree takes the top 2 MiB.
+        let overhead = if kernel.is_some() && firmware != Firmware::None {
+            2 << 20
+        } else {
+            0
+        };
+        if image_bytes + overhead + (2 << 20) > lowest.size {
+            return Err(cx.err(
+                &entry,
+                "ram",
+                format!(
+                    "{} MiB of RAM at {:#x} cannot hold the images ({} KiB) and the device tree",
+                    lowest.size >> 20,
+                    lowest.base,
+                    image_bytes >> 10
+                ),
+            ));
+        }
+        let serial = match c.serial.as_deref() {
+            None if i == 0 => Serial::Stdio,
+            None => Serial::None,
+            Some("stdio") => Serial::Stdio,
+            Some("none") => Serial::None,
+            Some(s) => match s.strip_prefix("file:") {
+                Some(p) if !p.is_empty() => Serial::File(resolve(dir, p)),
+                _ => {
+                    return Err(cx.err(
+                        &entry,
+                        "serial",
+                        format!("\"{s}\" is not stdio, none or file:PATH"),
+                    ))
+                }
+            },
+        };
+        if serial == Serial::Stdio {
+            if let Some(other) = &stdio_taken {
+                return Err(cx.err(
+                    &entry,
+                    "serial",
+                    format!("cluster \"{other}\" already has the terminal (use none or file:PATH)"),
+                ));
+            }
+            stdio_taken = Some(c.name.clone());
+        }
+        clusters.push(ClusterPlan {
+            name: c.name.clone(),
+            isa: c.isa.clone(),
+            harts: c.harts,
+            firmware,
+            kernel,
+            initrd,
+            cmdline: c.cmdline.clone(),
+            serial,
+            memory,
+        });
+    }
+    let cluster_index = |entry: &str, field: &str, name: &str| -> Result<usize, DescError> {
+        clusters
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| cx.err(entry, field, format!("no cluster named \"{name}\"")))
+    };
+
+    // [[device]]
+    let mut devices: Vec<DevicePlan> = Vec::new();
+    let mut mailboxes: Vec<MailboxPlan> = Vec::new();
+    let mut ids: Vec<&str> = Vec::new();
+    // (cluster, base, size, what) and (cluster, irq, what) already placed.
+    let mut placed: Vec<(usize, u64, u64, String)> = Vec::new();
+    let mut irqs: Vec<(usize, u32, String)> = Vec::new();
+    for (ci, _) in clusters.iter().enumerate() {
+        for (irq, what) in FIXED_IRQS {
+            irqs.push((ci, irq, what.to_owned()));
+        }
+    }
+    for (i, dev) in d.device.iter().enumerate() {
+        let entry = format!("device \"{}\"", dev.id);
+        if !is_name(&dev.id) {
+            return Err(cx.err(
+                &format!("device #{}", i + 1),
+                "id",
+                format!("\"{}\" must be 1-32 letters, digits, - or _", dev.id),
+            ));
+        }
+        if ids.contains(&dev.id.as_str()) {
+            return Err(cx.err(&entry, "id", "duplicate device id"));
+        }
+        ids.push(&dev.id);
+        let irq_of = |v: Option<i64>| -> Result<Option<u32>, DescError> {
+            v.map(|n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=MAX_IRQ).contains(n))
+                    .ok_or_else(|| {
+                        cx.err(
+                            &entry,
+                            "irq",
+                            format!("{n} is not a PLIC source (1..={MAX_IRQ})"),
+                        )
+                    })
+            })
+            .transpose()
+        };
+        let address = dev
+            .address
+            .as_ref()
+            .map(|a| a.value().map_err(|e| cx.err(&entry, "address", e)))
+            .transpose()?;
+        let irq = irq_of(dev.irq)?;
+        let reject = |field: &str, present: bool| -> Result<(), DescError> {
+            if present {
+                Err(cx.err(
+                    &entry,
+                    field,
+                    format!("not an option of kind \"{}\"", dev.kind),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match dev.kind.as_str() {
+            "virtio-blk" | "virtio-console" => {
+                reject("between", dev.between.is_some())?;
+                reject("area", dev.area.is_some())?;
+                reject("area_size", dev.area_size.is_some())?;
+                match dev.transport.as_deref() {
+                    None | Some("virtio-mmio") => {}
+                    Some(t) => {
+                        return Err(cx.err(
+                            &entry,
+                            "transport",
+                            format!("unknown transport \"{t}\" (supported: virtio-mmio)"),
+                        ))
+                    }
+                }
+                let cluster = match &dev.cluster {
+                    Some(n) => cluster_index(&entry, "cluster", n)?,
+                    None => 0,
+                };
+                let queues = match dev.queues {
+                    None => 1,
+                    Some(q) if (1..=16).contains(&q) => q as u32,
+                    Some(q) => return Err(cx.err(&entry, "queues", format!("{q} is not 1..=16"))),
+                };
+                let backend = if dev.kind == "virtio-blk" {
+                    reject("output", dev.output.is_some())?;
+                    let image = match (&dev.image, &dev.size) {
+                        (Some(p), None) => {
+                            let path = resolve(dir, p);
+                            match std::fs::metadata(&path) {
+                                Ok(md) if md.is_file() => ImageSource::File(path),
+                                Ok(_) => {
+                                    return Err(cx.err(
+                                        &entry,
+                                        "image",
+                                        format!("{} is not a file", path.display()),
+                                    ))
+                                }
+                                Err(e) => {
+                                    return Err(cx.err(
+                                        &entry,
+                                        "image",
+                                        format!("{}: {e}", path.display()),
+                                    ))
+                                }
+                            }
+                        }
+                        (None, Some(n)) => {
+                            let size = n.value().map_err(|e| cx.err(&entry, "size", e))?;
+                            if size == 0 || size % 512 != 0 {
+                                return Err(cx.err(
+                                    &entry,
+                                    "size",
+                                    format!("{size} is not a non-zero multiple of 512"),
+                                ));
+                            }
+                            ImageSource::Scratch(size)
+                        }
+                        (Some(_), Some(_)) => {
+                            return Err(cx.err(
+                                &entry,
+                                "size",
+                                "give either image (a file) or size (a scratch disk), not both",
+                            ))
+                        }
+                        (None, None) => {
+                            return Err(cx.err(
+                                &entry,
+                                "image",
+                                "missing: a virtio-blk needs image = \"PATH\" (or size = \"8M\" for a scratch disk)",
+                            ))
+                        }
+                    };
+                    Backend::Blk {
+                        image,
+                        readonly: dev.readonly.unwrap_or(false),
+                        serial: dev.serial.clone(),
+                    }
+                } else {
+                    reject("image", dev.image.is_some())?;
+                    reject("size", dev.size.is_some())?;
+                    reject("readonly", dev.readonly.is_some())?;
+                    reject("serial", dev.serial.is_some())?;
+                    let output = dev.output.clone().unwrap_or_else(|| "stdio".into());
+                    let output = match output.as_str() {
+                        "stdio" => output,
+                        o => match o.split_once(':') {
+                            Some(("file" | "socket", p)) if !p.is_empty() => {
+                                let (k, _) = o.split_once(':').unwrap_or((o, ""));
+                                format!("{k}:{}", resolve(dir, p).display())
+                            }
+                            _ => {
+                                return Err(cx.err(
+                                    &entry,
+                                    "output",
+                                    format!("\"{o}\" is not stdio, file:PATH or socket:PATH"),
+                                ))
+                            }
+                        },
+                    };
+                    Backend::Console { output }
+                };
+                // Address: a free virtio-mmio slot of its cluster.
+                let slot_of = |a: u64| {
+                    (a >= VIRTIO_SLOT0
+                        && (a - VIRTIO_SLOT0).is_multiple_of(VIRTIO_STRIDE)
+                        && (a - VIRTIO_SLOT0) / VIRTIO_STRIDE < VIRTIO_SLOTS)
+                        .then(|| (a - VIRTIO_SLOT0) / VIRTIO_STRIDE)
+                };
+                let taken = |a: u64| {
+                    placed
+                        .iter()
+                        .find(|p| p.0 == cluster && overlaps((p.1, p.2), (a, VIRTIO_STRIDE)))
+                };
+                let addr = match address {
+                    Some(a) => {
+                        check_fixed(cx, &entry, a, VIRTIO_STRIDE)?;
+                        if slot_of(a).is_none() {
+                            return Err(cx.err(
+                                &entry,
+                                "address",
+                                format!("{a:#x} is not a virtio-mmio slot (0x10001000, 0x10002000, ... 0x10008000)"),
+                            ));
+                        }
+                        if let Some(p) = taken(a) {
+                            return Err(cx.err(
+                                &entry,
+                                "address",
+                                format!("{a:#x} overlaps {} in cluster \"{}\"", p.3, clusters[cluster].name),
+                            ));
+                        }
+                        a
+                    }
+                    None => (0..VIRTIO_SLOTS)
+                        .map(|n| VIRTIO_SLOT0 + n * VIRTIO_STRIDE)
+                        .find(|&a| {
+                            taken(a).is_none()
+                                && !d.device.iter().any(|o| {
+                                    o.address.as_ref().and_then(|x| x.value().ok()) == Some(a)
+                                        && o.cluster.as_deref().map_or(0, |n| {
+                                            clusters.iter().position(|c| c.name == n).unwrap_or(usize::MAX)
+                                        }) == cluster
+                                })
+                        })
+                        .ok_or_else(|| {
+                            cx.err(
+                                &entry,
+                                "address",
+                                format!("all {VIRTIO_SLOTS} virtio-mmio slots of cluster \"{}\" are taken", clusters[cluster].name),
+                            )
+                        })?,
+                };
+                let irq =
+                    irq.unwrap_or(VIRTIO_IRQ0 + ((addr - VIRTIO_SLOT0) / VIRTIO_STRIDE) as u32);
+                claim_irq(cx, &entry, &mut irqs, cluster, irq, &dev.id, &clusters)?;
+                placed.push((
+                    cluster,
+                    addr,
+                    VIRTIO_STRIDE,
+                    format!("device \"{}\"", dev.id),
+                ));
+                devices.push(DevicePlan {
+                    id: dev.id.clone(),
+                    kind: dev.kind.clone(),
+                    cluster,
+                    addr,
+                    irq,
+                    queues,
+                    backend,
+                });
+            }
+            "mailbox" => {
+                for (f, p) in [
+                    ("image", dev.image.is_some()),
+                    ("size", dev.size.is_some()),
+                    ("output", dev.output.is_some()),
+                    ("cluster", dev.cluster.is_some()),
+                    ("queues", dev.queues.is_some()),
+                    ("transport", dev.transport.is_some()),
+                ] {
+                    reject(f, p)?;
+                }
+                let between = dev.between.as_deref().unwrap_or(&[]);
+                if between.len() != 2 {
+                    return Err(cx.err(
+                        &entry,
+                        "between",
+                        "a mailbox links exactly two clusters: between = [\"a\", \"b\"]",
+                    ));
+                }
+                let a = cluster_index(&entry, "between", &between[0])?;
+                let b = cluster_index(&entry, "between", &between[1])?;
+                if a == b {
+                    return Err(cx.err(
+                        &entry,
+                        "between",
+                        "a mailbox links two different clusters",
+                    ));
+                }
+                let n = mailboxes.len() as u64;
+                let regs = address.unwrap_or(MAILBOX_REGS0 + n * MAILBOX_REGS_SIZE);
+                if regs % PAGE != 0 {
+                    return Err(cx.err(&entry, "address", format!("{regs:#x} is not 4K aligned")));
+                }
+                let area_size = match &dev.area_size {
+                    Some(s) => s.value().map_err(|e| cx.err(&entry, "area_size", e))?,
+                    None => PAGE,
+                };
+                if area_size == 0 || area_size % PAGE != 0 || area_size > MAILBOX_AREA_MAX {
+                    return Err(cx.err(
+                        &entry,
+                        "area_size",
+                        format!("{area_size:#x} must be a multiple of 4K up to 1M"),
+                    ));
+                }
+                let area = match &dev.area {
+                    Some(s) => s.value().map_err(|e| cx.err(&entry, "area", e))?,
+                    None => MAILBOX_AREA0 + n * MAILBOX_AREA_MAX,
+                };
+                if area % PAGE != 0 {
+                    return Err(cx.err(&entry, "area", format!("{area:#x} is not 4K aligned")));
+                }
+                let irq = irq.unwrap_or(12 + n as u32);
+                for side in [a, b] {
+                    for (field, base, size) in [
+                        ("address", regs, MAILBOX_REGS_SIZE),
+                        ("area", area, area_size),
+                    ] {
+                        check_fixed(cx, &entry, base, size).map_err(|mut e| {
+                            e.field = field.into();
+                            e
+                        })?;
+                        if let Some(p) = placed
+                            .iter()
+                            .find(|p| p.0 == side && overlaps((p.1, p.2), (base, size)))
+                        {
+                            return Err(cx.err(
+                                &entry,
+                                field,
+                                format!(
+                                    "{base:#x}+{size:#x} overlaps {} in cluster \"{}\"",
+                                    p.3, clusters[side].name
+                                ),
+                            ));
+                        }
+                        if let Some(r) = clusters[side]
+                            .memory
+                            .iter()
+                            .find(|r| overlaps((r.base, r.size), (base, size)))
+                        {
+                            return Err(cx.err(
+                                &entry,
+                                field,
+                                format!("{base:#x}+{size:#x} overlaps RAM {:#x}+{:#x} of cluster \"{}\"", r.base, r.size, clusters[side].name),
+                            ));
+                        }
+                        placed.push((side, base, size, format!("device \"{}\" ({field})", dev.id)));
+                    }
+                    claim_irq(cx, &entry, &mut irqs, side, irq, &dev.id, &clusters)?;
+                }
+                mailboxes.push(MailboxPlan {
+                    id: dev.id.clone(),
+                    sides: [a, b],
+                    regs,
+                    irq,
+                    area,
+                    area_size,
+                });
+            }
+            other => {
+                return Err(cx.err(
+                    &entry,
+                    "kind",
+                    format!(
+                        "unknown kind \"{other}\" (supported: virtio-blk, virtio-console, mailbox)"
+                    ),
+                ))
+            }
+        }
+    }
+    let stdio_consoles: Vec<&DevicePlan> = devices
+        .iter()
+        .filter(|d| matches!(&d.backend, Backend::Console { output } if output == "stdio"))
+        .collect();
+    if stdio_consoles.len() > 1 {
+        return Err(cx.err(
+            &format!("device \"{}\"", stdio_consoles[1].id),
+            "output",
+            format!(
+                "device \"{}\" already writes to stdio (use file:PATH or socket:PATH)",
+                stdio_consoles[0].id
+            ),
+        ));
+    }
+    Ok(Layout {
+        name,
+        ram_base,
+        ram_size,
+        clusters,
+        devices,
+        mailboxes,
+    })
+}
+
+fn check_fixed(cx: &Ctx, entry: &str, base: u64, size: u64) -> Result<(), DescError> {
+    for (what, b, s) in FIXED_REGIONS {
+        if overlaps((b, s), (base, size)) {
+            return Err(cx.err(
+                entry,
+                "address",
+                format!("{base:#x}+{size:#x} overlaps {what} at {b:#x}"),
+            ));
+        }
+    }
+    if base.saturating_add(size) > DEFAULT_RAM_BASE {
+        return Err(cx.err(
+            entry,
+            "address",
+            format!("{base:#x} is not below RAM (0x80000000)"),
+        ));
+    }
+    Ok(())
+}
+
+fn claim_irq(
+    cx: &Ctx,
+    entry: &str,
+    irqs: &mut Vec<(usize, u32, String)>,
+    cluster: usize,
+    irq: u32,
+    id: &str,
+    clusters: &[ClusterPlan],
+) -> Result<(), DescError> {
+    if let Some((_, _, other)) = irqs.iter().find(|(c, i, _)| *c == cluster && *i == irq) {
+        return Err(cx.err(
+            entry,
+            "irq",
+            format!(
+                "irq {irq} of cluster \"{}\" is already used by {other}",
+                clusters[cluster].name
+            ),
+        ));
+    }
+    irqs.push((cluster, irq, format!("device \"{id}\"")));
+    Ok(())
+}

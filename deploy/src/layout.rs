@@ -1,0 +1,226 @@
+//! The derived layout of a machine: what a validated description turns into — every process to
+//! start, every address and irq decided. `tessera check` prints it; `tessera run` executes it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub base: u64,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    None,
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serial {
+    Stdio,
+    None,
+    File(PathBuf),
+}
+
+impl fmt::Display for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Serial::Stdio => write!(f, "stdio"),
+            Serial::None => write!(f, "none"),
+            Serial::File(p) => write!(f, "file:{}", p.display()),
+        }
+    }
+}
+
+/// One CPU cluster: one `tessera-cpu` process.
+#[derive(Debug, Clone)]
+pub struct ClusterPlan {
+    pub name: String,
+    pub isa: String,
+    pub harts: u32,
+    pub firmware: Firmware,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: Option<String>,
+    pub serial: Serial,
+    /// Its view of machine RAM (sorted; the lowest range holds the boot images).
+    pub memory: Vec<Range>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    File(PathBuf),
+    /// A zero-filled disk of this size, created in the runtime directory and removed at the end.
+    Scratch(u64),
+}
+
+/// The server process behind a device.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Blk {
+        image: ImageSource,
+        readonly: bool,
+        serial: Option<String>,
+    },
+    Console {
+        output: String,
+    },
+}
+
+impl Backend {
+    /// The server binary.
+    pub fn program(&self) -> &'static str {
+        match self {
+            Backend::Blk { .. } => "tessera-blk",
+            Backend::Console { .. } => "tessera-console",
+        }
+    }
+
+    /// tessera-cpu's `--vhost-user` kind.
+    pub fn vhost_kind(&self) -> &'static str {
+        match self {
+            Backend::Blk { .. } => "blk",
+            Backend::Console { .. } => "console",
+        }
+    }
+}
+
+/// A virtio device: a server process, and a virtio-mmio slot in one cluster.
+#[derive(Debug, Clone)]
+pub struct DevicePlan {
+    pub id: String,
+    pub kind: String,
+    pub cluster: usize,
+    pub addr: u64,
+    pub irq: u32,
+    pub queues: u32,
+    pub backend: Backend,
+}
+
+/// A mailbox between two clusters (no process of its own: each side lives in its cluster).
+#[derive(Debug, Clone)]
+pub struct MailboxPlan {
+    pub id: String,
+    pub sides: [usize; 2],
+    pub regs: u64,
+    pub irq: u32,
+    pub area: u64,
+    pub area_size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub name: String,
+    pub ram_base: u64,
+    pub ram_size: u64,
+    pub clusters: Vec<ClusterPlan>,
+    pub devices: Vec<DevicePlan>,
+    pub mailboxes: Vec<MailboxPlan>,
+}
+
+fn size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{}G", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}M", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}K", n >> 10),
+        n => format!("{n}"),
+    }
+}
+
+impl fmt::Display for Layout {
+    /// The human-readable plan `tessera check` prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "machine \"{}\": RAM {} at {:#x} (one shared memfd)",
+            self.name,
+            size(self.ram_size),
+            self.ram_base
+        )?;
+        writeln!(f, "processes (started in this order):")?;
+        for d in &self.devices {
+            let what = match &d.backend {
+                Backend::Blk {
+                    image, readonly, ..
+                } => match image {
+                    ImageSource::File(p) => format!(
+                        "image {}{}",
+                        p.display(),
+                        if *readonly { " (read-only)" } else { "" }
+                    ),
+                    ImageSource::Scratch(n) => format!("scratch disk {}", size(*n)),
+                },
+                Backend::Console { output } => format!("output {output}"),
+            };
+            writeln!(
+                f,
+                "  {:<12} {:<16} {} {what}",
+                d.id,
+                d.backend.program(),
+                d.kind
+            )?;
+        }
+        for c in &self.clusters {
+            writeln!(
+                f,
+                "  {:<12} {:<16} {} x{} harts, serial {}",
+                c.name, "tessera-cpu", c.isa, c.harts, c.serial
+            )?;
+        }
+        for c in self.clusters.iter().enumerate() {
+            let (ci, c) = c;
+            writeln!(f, "cluster \"{}\":", c.name)?;
+            match &c.firmware {
+                Firmware::None => writeln!(f, "  firmware   none (kernel starts in M-mode)")?,
+                Firmware::Path(p) => writeln!(f, "  firmware   {}", p.display())?,
+            }
+            if let Some(k) = &c.kernel {
+                writeln!(f, "  kernel     {}", k.display())?;
+            }
+            if let Some(i) = &c.initrd {
+                writeln!(f, "  initrd     {}", i.display())?;
+            }
+            if let Some(cmd) = &c.cmdline {
+                writeln!(f, "  cmdline    {cmd}")?;
+            }
+            for r in &c.memory {
+                writeln!(
+                    f,
+                    "  ram        {:#010x}-{:#010x} ({})",
+                    r.base,
+                    r.base + r.size - 1,
+                    size(r.size)
+                )?;
+            }
+            writeln!(f, "  uart0      0x10000000 irq 10")?;
+            for d in self.devices.iter().filter(|d| d.cluster == ci) {
+                writeln!(
+                    f,
+                    "  {:<10} {:#010x} irq {:<2} {} (virtio-mmio, {} queue{})",
+                    d.id,
+                    d.addr,
+                    d.irq,
+                    d.kind,
+                    d.queues,
+                    if d.queues == 1 { "" } else { "s" }
+                )?;
+            }
+            for m in &self.mailboxes {
+                if let Some(side) = m.sides.iter().position(|&s| s == ci) {
+                    let peer = &self.clusters[m.sides[side ^ 1]].name;
+                    writeln!(
+                        f,
+                        "  {:<10} {:#010x} irq {:<2} mailbox side {side} to \"{peer}\", area {:#010x} ({})",
+                        m.id,
+                        m.regs,
+                        m.irq,
+                        m.area,
+                        size(m.area_size)
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

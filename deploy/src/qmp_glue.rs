@@ -1,0 +1,87 @@
+//! The machine's QMP commands: [`tessera_protocol::QmpHandler`] over the supervisor's [`Shared`].
+
+use crate::supervisor::{MachineState, PieceState, Shared};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use tessera_protocol::{ErrorClass, QmpError, QmpHandler, RunState, StatusInfo, VersionInfo};
+
+pub struct MachineQmp {
+    pub shared: Arc<Shared>,
+}
+
+impl QmpHandler for MachineQmp {
+    fn commands(&self) -> Vec<&'static str> {
+        vec![
+            "query-version",
+            "query-status",
+            "stop",
+            "cont",
+            "system_reset",
+            "system_powerdown",
+            "quit",
+            "x-query-processes",
+            "x-device-restart",
+        ]
+    }
+
+    fn execute(&self, name: &str, args: &Map<String, Value>) -> Result<Value, QmpError> {
+        let s = &self.shared;
+        match name {
+            "query-version" => Ok(VersionInfo::tessera().to_value()),
+            "query-status" => Ok(StatusInfo::new(match s.state() {
+                MachineState::Running => RunState::Running,
+                MachineState::Paused => RunState::Paused,
+                MachineState::Shutdown => RunState::Shutdown,
+            })
+            .to_value()),
+            "stop" => s.stop().map(|_| Value::Null).map_err(QmpError::generic),
+            "cont" => s.cont().map(|_| Value::Null).map_err(QmpError::generic),
+            "system_reset" => s.reset().map(|_| Value::Null).map_err(QmpError::generic),
+            // QEMU's riscv virt has no power button either: the request is announced as an
+            // event and the guest is not told (there is nothing to tell it through).
+            "system_powerdown" => {
+                s.emit("POWERDOWN", json!({}));
+                Ok(Value::Null)
+            }
+            "quit" => Ok(Value::Null),
+            "x-query-processes" => Ok(Value::Array(
+                s.processes()
+                    .into_iter()
+                    .map(|p| {
+                        let mut v = json!({
+                            "id": p.id,
+                            "kind": p.kind,
+                            "pid": p.pid,
+                            "state": p.state.name(),
+                            "restarts": p.restarts,
+                        });
+                        if let PieceState::Exited(code) = p.state {
+                            v["exit-status"] = json!(code);
+                        }
+                        v
+                    })
+                    .collect(),
+            )),
+            "x-device-restart" => {
+                let id = args
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| QmpError::generic("Parameter 'id' is missing"))?;
+                s.restart(id).map(|_| Value::Null).map_err(|e| {
+                    if e.starts_with("no device") {
+                        QmpError::new(ErrorClass::DeviceNotFound, e)
+                    } else {
+                        QmpError::generic(e)
+                    }
+                })
+            }
+            other => Err(QmpError::command_not_found(other)),
+        }
+    }
+
+    fn after_reply(&self, name: &str, _args: &Map<String, Value>) {
+        if name == "quit" {
+            self.shared.quit();
+        }
+    }
+}
