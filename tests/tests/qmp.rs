@@ -181,12 +181,20 @@ impl Qmp {
 
     /// Send a command; returns its reply (events that arrive first are skipped).
     fn execute(&mut self, cmd: &str) -> Value {
-        writeln!(self.w, "{{\"execute\": \"{cmd}\"}}").expect("write");
+        self.execute_with(cmd, serde_json::json!({})).0
+    }
+
+    /// Send a command with arguments; returns its reply and the events that came before it.
+    fn execute_with(&mut self, cmd: &str, args: Value) -> (Value, Vec<Value>) {
+        let msg = serde_json::json!({"execute": cmd, "arguments": args});
+        writeln!(self.w, "{msg}").expect("write");
+        let mut events = Vec::new();
         loop {
             let v = self.read();
             if v.get("event").is_none() {
-                return v;
+                return (v, events);
             }
+            events.push(v);
         }
     }
 }
@@ -224,6 +232,62 @@ fn system_reset_reboots_the_cluster_and_its_devices_come_back() {
     assert_eq!(status["return"]["status"], "running", "{status}");
     c.send("poweroff\r").expect("poweroff");
     let st = c.wait(t).expect("wait").expect("no exit");
+    assert_eq!(st.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn x_device_restart_replaces_a_device_server_process_and_counts_it() {
+    let dir = private_dir("qmp-restart");
+    let desc = machine(&dir, "none");
+    let sock = dir.join("qmp.sock");
+    let mut cmd = Command::new(bin_path("tessera"));
+    cmd.arg("run")
+        .arg(&desc)
+        .arg("--qmp")
+        .arg(&sock)
+        .arg("--runtime-dir")
+        .arg(dir.join("run"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut tessera = ChildGuard::spawn(&mut cmd).expect("tessera run");
+    wait_for(&sock);
+    let mut q = Qmp::connect(&sock);
+    let pid_of = |q: &mut Qmp, id: &str| -> (u64, u64) {
+        let r = q.execute("x-query-processes");
+        let p = r["return"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["id"] == id).cloned())
+            .unwrap_or_else(|| panic!("no {id} in {r}"));
+        (
+            p["pid"].as_u64().expect("pid"),
+            p["restarts"].as_u64().expect("restarts"),
+        )
+    };
+    let (old, n) = pid_of(&mut q, "con0");
+    assert_eq!(n, 0);
+    let (r, events) = q.execute_with("x-device-restart", serde_json::json!({"id": "con0"}));
+    assert!(r.get("return").is_some(), "{r}");
+    // The restart is done when the reply comes, and its event came first.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "x-DEVICE_RESTARTED" && e["data"]["id"] == "con0"),
+        "{events:?}"
+    );
+    let (new, n) = pid_of(&mut q, "con0");
+    assert_eq!(n, 1);
+    assert_ne!(new, old);
+    assert!(Path::new(&format!("/proc/{new}")).exists());
+    let (r, _) = q.execute_with("x-device-restart", serde_json::json!({"id": "nope"}));
+    assert_eq!(r["error"]["class"], "DeviceNotFound", "{r}");
+    let r = q.execute("quit");
+    assert!(r.get("return").is_some(), "{r}");
+    let st = tessera
+        .wait_timeout(Duration::from_secs(30))
+        .expect("wait")
+        .expect("no exit after quit");
     assert_eq!(st.code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
