@@ -199,7 +199,8 @@ pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Layout, DescError> {
         let msg = e.message().replace('\n', " ");
         let entry = match e.span() {
             Some(span) => {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                let before = text.get(..span.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
                 format!("line {line}")
             }
             None => "syntax".into(),
@@ -852,4 +853,91 @@ fn claim_irq(
     }
     irqs.push((cluster, irq, format!("device \"{id}\"")));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[machine]
+ram = "16M"
+[[cluster]]
+name = "a"
+isa = "riscv64"
+harts = 1
+firmware = "none"
+kernel = "k.bin"
+ram = [{ base = "0x80000000", size = "8M" }]
+[[cluster]]
+name = "b"
+isa = "riscv64"
+harts = 2
+firmware = "none"
+kernel = "k.bin"
+serial = "none"
+ram = [{ base = 0x80800000, size = 8388608 }]
+[[device]]
+id = "m"
+kind = "mailbox"
+between = ["a", "b"]
+[[device]]
+id = "d"
+kind = "virtio-blk"
+size = "1M"
+cluster = "b"
+address = "0x10003000"
+"#;
+
+    #[test]
+    fn sizes_and_addresses_parse() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("0x1000"), Ok(4096));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1Q").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn a_two_cluster_description_derives_addresses_and_irqs() {
+        let dir = std::env::temp_dir().join(format!("tessera-desc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("k.bin"), [0u8; 4096]).expect("kernel");
+        let l = parse(GOOD, "good.toml", &dir).expect("valid");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(l.clusters.len(), 2);
+        assert_eq!(l.mailboxes[0].regs, 0x1020_0000);
+        assert_eq!(l.mailboxes[0].irq, 12);
+        assert_eq!(l.devices[0].addr, 0x1000_3000);
+        assert_eq!(l.devices[0].irq, 3);
+        assert_eq!(l.devices[0].cluster, 1);
+    }
+
+    #[test]
+    fn mutated_descriptions_are_errors_never_panics() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"[]{}=\",.#\n 0123456789xMKabcdefghijklmnopqrstuvwxyz_-\\\xff";
+        for _ in 0..3000 {
+            let mut bytes = GOOD.as_bytes().to_vec();
+            for _ in 0..(1 + next() % 6) {
+                let i = (next() as usize) % bytes.len();
+                match next() % 3 {
+                    0 => bytes[i] = alphabet[(next() as usize) % alphabet.len()],
+                    1 => {
+                        bytes.remove(i);
+                    }
+                    _ => bytes.insert(i, alphabet[(next() as usize) % alphabet.len()]),
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse(&text, "fuzz.toml", Path::new("/"));
+        }
+    }
 }
