@@ -37,6 +37,15 @@ const GRACE: Duration = Duration::from_secs(5);
 const PEER_GRACE: Duration = Duration::from_secs(3);
 /// How long a control request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A device server that dies is restarted after this delay, doubling (up to [`RESTART_MAX`]) for
+/// each consecutive quick failure.
+const RESTART_FIRST: Duration = Duration::from_millis(100);
+const RESTART_MAX: Duration = Duration::from_secs(5);
+/// A server that ran less than this before dying failed quickly (the backoff grows); one that
+/// ran longer starts again after [`RESTART_FIRST`].
+const QUICK_FAILURE: Duration = Duration::from_millis(500);
+/// Restarts of one device after which the supervisor gives up on it.
+pub const RESTART_LIMIT: u32 = 100;
 /// First fd number handed to children (0-2 are stdio).
 const FIRST_CHILD_FD: RawFd = 3;
 
@@ -95,9 +104,11 @@ pub enum MachineState {
 
 /// What the main loop reacts to.
 pub enum Msg {
+    /// A child ended: its exit status, or 128 + the signal that killed it (`signal` says which).
     Exited {
         piece: usize,
         code: i32,
+        signal: Option<i32>,
     },
     Signal(i32),
     Cpu {
@@ -369,6 +380,11 @@ struct Piece {
     pid: Option<u32>,
     /// The socket a device server listens on (waited for at start).
     socket: Option<PathBuf>,
+    started_at: Option<Instant>,
+    /// Consecutive quick failures (drives the restart backoff).
+    quick_failures: u32,
+    /// When a dead device server is due to be started again.
+    restart_at: Option<Instant>,
 }
 
 /// Everything `tessera run` holds while the machine lives.
@@ -379,6 +395,10 @@ pub struct Supervisor {
     shared: Arc<Shared>,
     rx: Receiver<Msg>,
     tx: Sender<Msg>,
+    /// Messages that arrived while the supervisor waited for something else; handled next.
+    pending: std::collections::VecDeque<Msg>,
+    /// Set once shutdown begins: dead pieces are no longer restarted.
+    stopping: bool,
     /// Keeps the fds children inherit open (RAM memfd, mailbox memfds and eventfds, control ends).
     _keep: Vec<OwnedFd>,
     _ram: File,
@@ -473,6 +493,9 @@ impl Supervisor {
                 },
                 pid: None,
                 socket: Some(socket),
+                started_at: None,
+                quick_failures: 0,
+                restart_at: None,
             });
         }
 
@@ -571,6 +594,9 @@ impl Supervisor {
                 },
                 pid: None,
                 socket: None,
+                started_at: None,
+                quick_failures: 0,
+                restart_at: None,
             });
         }
         // Clusters first in the process table, then devices.
@@ -607,6 +633,8 @@ impl Supervisor {
             shared,
             rx,
             tx,
+            pending: std::collections::VecDeque::new(),
+            stopping: false,
             _keep: keep,
             _ram: ram,
             runtime,
@@ -659,14 +687,23 @@ impl Supervisor {
         std::thread::Builder::new()
             .name(format!("wait-{pid}"))
             .spawn(move || {
-                let code = match child.wait() {
-                    Ok(st) => st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)),
-                    Err(_) => 255,
+                let (code, signal) = match child.wait() {
+                    Ok(st) => match st.signal() {
+                        Some(sig) => (128 + sig, Some(sig)),
+                        None => (st.code().unwrap_or(255), None),
+                    },
+                    Err(_) => (255, None),
                 };
-                let _ = tx.send(Msg::Exited { piece: i, code });
+                let _ = tx.send(Msg::Exited {
+                    piece: i,
+                    code,
+                    signal,
+                });
             })
             .context("starting a wait thread")?;
         self.pieces[i].pid = Some(pid);
+        self.pieces[i].started_at = Some(Instant::now());
+        self.pieces[i].restart_at = None;
         let idx = self.info_index(i);
         {
             let mut infos = lock(&self.shared.pieces);
@@ -677,14 +714,16 @@ impl Supervisor {
         if let Some(sock) = self.pieces[i].socket.clone() {
             let deadline = Instant::now() + SERVER_START;
             while !sock.exists() {
-                if let Ok(Msg::Exited { piece, code }) = self.rx.try_recv() {
-                    self.exited(piece, code);
-                    if piece == i {
+                match self.rx.try_recv() {
+                    Ok(Msg::Exited { piece, code, .. }) if piece == i => {
+                        self.exited(piece, code);
                         bail!(
                             "{} exited with status {code} while starting",
                             self.pieces[i].id
                         );
                     }
+                    Ok(other) => self.pending.push_back(other),
+                    Err(_) => {}
                 }
                 if Instant::now() > deadline {
                     bail!(
@@ -744,12 +783,89 @@ impl Supervisor {
         while set.iter().any(|&i| self.pieces[i].pid.is_some()) {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok(Msg::Exited { piece, code }) => self.exited(piece, code),
-                Ok(Msg::Restart { reply, .. }) => {
+                Ok(Msg::Exited { piece, code, .. }) if set.contains(&piece) || self.stopping => {
+                    self.exited(piece, code)
+                }
+                Ok(Msg::Restart { reply, .. }) if self.stopping => {
                     let _ = reply.send(Err("the machine is shutting down".into()));
                 }
-                Ok(_) => {}
+                Ok(other) => {
+                    if !self.stopping {
+                        self.pending.push_back(other);
+                    }
+                }
                 Err(_) => return,
+            }
+        }
+    }
+
+    /// The next message: kept ones first, then the channel (up to `timeout`).
+    fn next_msg(&mut self, timeout: Duration) -> Result<Msg, RecvTimeoutError> {
+        match self.pending.pop_front() {
+            Some(m) => Ok(m),
+            None => self.rx.recv_timeout(timeout),
+        }
+    }
+
+    /// A device server died on its own: start it again after a backoff, up to a limit.
+    fn schedule_restart(&mut self, i: usize, code: i32, signal: Option<i32>) {
+        let id = self.pieces[i].id.clone();
+        let idx = self.info_index(i);
+        let restarts = lock(&self.shared.pieces)[idx].restarts;
+        let how = match signal {
+            Some(sig) => format!("was killed by signal {sig}"),
+            None => format!("exited with status {code}"),
+        };
+        if restarts >= RESTART_LIMIT {
+            eprintln!("tessera: device {id} {how}; restarted {restarts} times already, giving up (the guest keeps running without it)");
+            self.shared.emit(
+                "x-DEVICE_FAILED",
+                serde_json::json!({"id": id, "restarts": restarts}),
+            );
+            return;
+        }
+        let p = &mut self.pieces[i];
+        let quick = p.started_at.is_none_or(|t| t.elapsed() < QUICK_FAILURE);
+        p.quick_failures = if quick { p.quick_failures + 1 } else { 0 };
+        let delay = RESTART_FIRST
+            .saturating_mul(1 << p.quick_failures.saturating_sub(1).min(6))
+            .min(RESTART_MAX);
+        p.restart_at = Some(Instant::now() + delay);
+        if !self.opts.quiet {
+            eprintln!("tessera: device {id} {how}; restarting in {delay:?}");
+        }
+    }
+
+    /// Start the device servers whose restart is due.
+    fn restart_due(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.pieces.len() {
+            if self.pieces[i].restart_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            self.pieces[i].restart_at = None;
+            let id = self.pieces[i].id.clone();
+            match self.start(i) {
+                Ok(()) => {
+                    let idx = self.info_index(i);
+                    let restarts = {
+                        let mut infos = lock(&self.shared.pieces);
+                        infos[idx].restarts += 1;
+                        infos[idx].restarts
+                    };
+                    self.shared.emit(
+                        "x-DEVICE_RESTARTED",
+                        serde_json::json!({"id": id, "restarts": restarts, "reason": "exited"}),
+                    );
+                }
+                Err(e) => {
+                    eprintln!("tessera: restarting device {id}: {e:#}");
+                    match self.pieces[i].pid {
+                        // Started but never listened: kill it; its exit schedules the next try.
+                        Some(_) => self.kill(i, nix::sys::signal::Signal::SIGKILL),
+                        None => self.schedule_restart(i, 255, None),
+                    }
+                }
             }
         }
     }
@@ -785,26 +901,45 @@ impl Supervisor {
         // Set when the first cluster ended by itself: the others get PEER_GRACE to follow.
         let mut ending: Option<(Instant, i32)> = None;
         loop {
-            let timeout = ending
-                .map(|(t, _)| t.saturating_duration_since(Instant::now()))
+            self.restart_due();
+            let now = Instant::now();
+            let next_restart = self.pieces.iter().filter_map(|p| p.restart_at).min();
+            let timeout = [ending.map(|(t, _)| t), next_restart]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| t.saturating_duration_since(now))
                 .unwrap_or(Duration::from_secs(3600));
-            let msg = match self.rx.recv_timeout(timeout) {
+            let msg = match self.next_msg(timeout) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Some((_, status)) = ending {
-                        self.emit_shutdown(true, "guest-shutdown");
-                        return status;
+                    if let Some((t, status)) = ending {
+                        if Instant::now() >= t {
+                            self.emit_shutdown(true, "guest-shutdown");
+                            return status;
+                        }
                     }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return 1,
             };
             match msg {
-                Msg::Exited { piece, code } => {
+                Msg::Exited {
+                    piece,
+                    code,
+                    signal,
+                } => {
                     self.exited(piece, code);
                     match self.pieces[piece].kind {
                         PieceKind::Cluster(ci) => {
                             let name = &self.layout.clusters[ci].name;
+                            if let Some(sig) = signal {
+                                // Not the guest's doing: a CPU process died (restarting a
+                                // cluster is a later goal), so the machine ends.
+                                eprintln!("tessera: cluster {name} (tessera-cpu) was killed by signal {sig}; stopping the machine");
+                                self.emit_shutdown(false, "host-error");
+                                return code;
+                            }
                             if !self.opts.quiet || code != 0 {
                                 eprintln!("tessera: cluster {name} exited with status {code}");
                             }
@@ -824,12 +959,7 @@ impl Supervisor {
                                 ending = Some((Instant::now() + PEER_GRACE, status));
                             }
                         }
-                        PieceKind::Device(d) => {
-                            eprintln!(
-                                "tessera: device {} ({}) exited with status {code}; the guest keeps running without it",
-                                self.layout.devices[d].id, self.pieces[piece].launch.program.display()
-                            );
-                        }
+                        PieceKind::Device(_) => self.schedule_restart(piece, code, signal),
                     }
                 }
                 Msg::Signal(sig) => {
@@ -898,6 +1028,7 @@ impl Supervisor {
 
     /// Clusters first (quit, then SIGKILL), then device servers (SIGTERM, then SIGKILL).
     fn shutdown(&mut self) {
+        self.stopping = true;
         *lock(&self.shared.state) = MachineState::Shutdown;
         let clusters = self.running(|k| matches!(k, PieceKind::Cluster(_)));
         for &i in &clusters {

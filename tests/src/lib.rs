@@ -8,6 +8,7 @@ pub mod difftest;
 pub mod fixture;
 pub mod guestbuild;
 pub mod proc;
+pub mod qmp;
 
 pub use fixture::{crc32, private_dir, wait_for_path};
 pub use proc::{bin_path, run_with_timeout, ChildGuard, RunOutput};

@@ -2,12 +2,11 @@
 //! three processes; `system_reset` over a raw socket reboots the cluster with its devices.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tessera_tests::console::Console;
+use tessera_tests::qmp::Qmp;
 use tessera_tests::{bin_path, private_dir, ChildGuard};
 
 const OPENSBI_JUMP: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
@@ -149,54 +148,6 @@ fn the_real_qemu_qmp_client_stops_resumes_lists_processes_and_quits_a_machine() 
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A minimal QMP client over a raw socket.
-struct Qmp {
-    r: BufReader<UnixStream>,
-    w: UnixStream,
-}
-
-impl Qmp {
-    fn connect(path: &Path) -> Self {
-        let s = UnixStream::connect(path).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut q = Qmp {
-            r: BufReader::new(s.try_clone().expect("clone")),
-            w: s,
-        };
-        let greeting = q.read();
-        assert!(greeting.get("QMP").is_some(), "{greeting}");
-        let r = q.execute("qmp_capabilities");
-        assert!(r.get("return").is_some(), "{r}");
-        q
-    }
-
-    fn read(&mut self) -> Value {
-        let mut line = String::new();
-        self.r.read_line(&mut line).expect("read");
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
-    }
-
-    /// Send a command; returns its reply (events that arrive first are skipped).
-    fn execute(&mut self, cmd: &str) -> Value {
-        self.execute_with(cmd, serde_json::json!({})).0
-    }
-
-    /// Send a command with arguments; returns its reply and the events that came before it.
-    fn execute_with(&mut self, cmd: &str, args: Value) -> (Value, Vec<Value>) {
-        let msg = serde_json::json!({"execute": cmd, "arguments": args});
-        writeln!(self.w, "{msg}").expect("write");
-        let mut events = Vec::new();
-        loop {
-            let v = self.read();
-            if v.get("event").is_none() {
-                return (v, events);
-            }
-            events.push(v);
-        }
-    }
 }
 
 #[test]

@@ -37,7 +37,7 @@
 #define VIRTIO_F_VERSION_1 (1UL << 32)
 
 #define VQ_SIZE 8
-#define VQ_MAX 2
+#define VQ_MAX 4
 #define VRING_DESC_F_NEXT 1
 #define VRING_DESC_F_WRITE 2
 

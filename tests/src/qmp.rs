@@ -1,0 +1,60 @@
+//! A minimal QMP client over a raw unix socket, for tests that drive `tessera run --qmp`.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// A minimal QMP client over a raw socket.
+pub struct Qmp {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+}
+
+impl Qmp {
+    pub fn connect(path: &Path) -> Self {
+        let s = UnixStream::connect(path).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut q = Qmp {
+            r: BufReader::new(s.try_clone().expect("clone")),
+            w: s,
+        };
+        let greeting = q.read();
+        assert!(greeting.get("QMP").is_some(), "{greeting}");
+        let r = q.execute("qmp_capabilities");
+        assert!(r.get("return").is_some(), "{r}");
+        q
+    }
+
+    /// The next message; `Null` once the server has gone away.
+    pub fn read(&mut self) -> Value {
+        let mut line = String::new();
+        match self.r.read_line(&mut line) {
+            Ok(0) | Err(_) => Value::Null,
+            Ok(_) => serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}")),
+        }
+    }
+
+    /// Send a command; returns its reply (events that arrive first are skipped).
+    pub fn execute(&mut self, cmd: &str) -> Value {
+        self.execute_with(cmd, serde_json::json!({})).0
+    }
+
+    /// Send a command with arguments; returns its reply and the events that came before it.
+    pub fn execute_with(&mut self, cmd: &str, args: Value) -> (Value, Vec<Value>) {
+        let msg = serde_json::json!({"execute": cmd, "arguments": args});
+        if writeln!(self.w, "{msg}").is_err() {
+            return (Value::Null, Vec::new());
+        }
+        let mut events = Vec::new();
+        loop {
+            let v = self.read();
+            if v.is_null() || v.get("event").is_none() {
+                return (v, events);
+            }
+            events.push(v);
+        }
+    }
+}

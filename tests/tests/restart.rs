@@ -1,0 +1,269 @@
+//! Device restart under `tessera run`: a guest writes and verifies the whole disk, pass after pass,
+//! with requests in flight on four queues, while the test SIGKILLs `tessera-blk` 20 times. The
+//! supervisor restarts it, tessera-cpu reconnects and resumes the rings, and the guest sees no
+//! error. Killing the CPU process instead ends the machine cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tessera_tests::console::Console;
+use tessera_tests::qmp::Qmp;
+use tessera_tests::{bin_path, private_dir, ChildGuard};
+
+fn build_virtio_guests(dir: &Path) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/virtio/build.sh");
+    let out = Command::new("sh")
+        .arg(&script)
+        .arg(dir)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{}: {} (install gcc-riscv64-unknown-elf; scripts/setup.sh does)",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.to_path_buf()
+}
+
+/// Word `i` of sector `lba` in pass `pass`, as `tests/guests/virtio/blk_soak.c` writes it.
+fn expected_sector(pass: u64, lba: u64) -> [u8; 512] {
+    let mut out = [0u8; 512];
+    let mut sum = 0u32;
+    for i in 0..128u32 {
+        let w = if i < 127 {
+            let w = (pass as u32).wrapping_mul(0x9E37_79B1)
+                ^ (lba as u32).wrapping_mul(0x85EB_CA77)
+                ^ i.wrapping_mul(0xC2B2_AE3D);
+            sum = sum.wrapping_add(w);
+            w
+        } else {
+            sum
+        };
+        out[i as usize * 4..i as usize * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// (pid, restarts, state) of piece `id` from `x-query-processes`.
+fn piece(q: &mut Qmp, id: &str) -> (u64, u64, String) {
+    let r = q.execute("x-query-processes");
+    if r.is_null() {
+        return (0, 0, "gone".into());
+    }
+    let p = r["return"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["id"] == id).cloned())
+        .unwrap_or_else(|| panic!("no {id} in {r}"));
+    (
+        p["pid"].as_u64().unwrap_or(0),
+        p["restarts"].as_u64().unwrap_or(0),
+        p["state"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[test]
+fn twenty_kills_of_the_block_server_lose_nothing_and_never_stop_the_guest() {
+    let dir = private_dir("restart-soak");
+    build_virtio_guests(&dir);
+    let image = dir.join("disk.img");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(2 << 20))
+        .expect("image");
+    std::fs::write(
+        dir.join("soak.toml"),
+        r#"[machine]
+name = "soak"
+ram = "64M"
+
+[[cluster]]
+name = "app"
+isa = "riscv64"
+harts = 1
+firmware = "none"
+kernel = "blk_soak.elf"
+
+[[device]]
+id = "disk0"
+kind = "virtio-blk"
+image = "disk.img"
+queues = 4
+"#,
+    )
+    .expect("description");
+    let sock = dir.join("qmp.sock");
+    let mut c = Console::spawn(
+        Command::new(bin_path("tessera"))
+            .arg("run")
+            .arg(dir.join("soak.toml"))
+            .arg("--qmp")
+            .arg(&sock)
+            .arg("--runtime-dir")
+            .arg(dir.join("run")),
+    )
+    .expect("tessera run");
+    c.expect("soak: running", Duration::from_secs(60))
+        .expect("soak guest start");
+    let mut q = Qmp::connect(&sock);
+    // A fixed seed: the moments vary with machine speed anyway, the test stays reproducible.
+    let mut x: u64 = 0x5eed_1234_abcd_0001;
+    for kill in 0..20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Wait for the server to be back from the previous kill.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pid = loop {
+            let (pid, restarts, state) = piece(&mut q, "disk0");
+            if state == "running" && restarts == kill {
+                break pid;
+            }
+            if state == "gone" || Instant::now() > deadline {
+                let _ = c.wait(Duration::from_secs(5));
+                let _ = c.expect("\u{0}", Duration::from_millis(100));
+                panic!(
+                    "disk0 not back after kill {kill}: {state}, {restarts} restarts; guest:\n{}",
+                    c.transcript
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // A random moment of its I/O, once the frontend is back on it (it reconnects within
+        // ~50 ms); kills closer together are a crash loop, which the supervisor backs off from.
+        std::thread::sleep(Duration::from_millis(550 + x % 300));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("SIGKILL tessera-blk");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, restarts, state) = piece(&mut q, "disk0");
+        if state == "running" && restarts == 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "20 restarts not reported: {state}, {restarts}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Ask the guest to finish its current pass and report.
+    c.send("q").expect("send");
+    let summary = c
+        .expect("expected ", Duration::from_secs(120))
+        .expect("soak summary");
+    let st = c
+        .wait(Duration::from_secs(30))
+        .expect("wait")
+        .expect("tessera run did not exit");
+    assert_eq!(st.code(), Some(0), "{}", c.transcript);
+    // "soak: passes N last P ticks T expected E"
+    let line = summary
+        .lines()
+        .rev()
+        .find(|l| l.contains("soak: passes"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    let mut w = line.split_whitespace();
+    let last: u64 = w
+        .by_ref()
+        .skip_while(|t| *t != "last")
+        .nth(1)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    eprintln!("restart soak: {line}");
+    // The image holds exactly the guest's last pass.
+    let data = std::fs::read(&image).expect("image");
+    for (lba, sector) in data.chunks(512).enumerate() {
+        assert_eq!(
+            sector,
+            &expected_sector(last, lba as u64)[..],
+            "sector {lba} does not hold pass {last}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn killing_the_cpu_process_is_reported_and_ends_the_machine_cleanly() {
+    let dir = private_dir("restart-cpu-kill");
+    build_virtio_guests(&dir);
+    std::fs::write(
+        dir.join("m.toml"),
+        r#"[machine]
+ram = "64M"
+
+[[cluster]]
+name = "app"
+isa = "riscv64"
+harts = 1
+firmware = "none"
+kernel = "blk_soak.elf"
+
+[[device]]
+id = "disk0"
+kind = "virtio-blk"
+size = "1M"
+queues = 4
+"#,
+    )
+    .expect("description");
+    let sock = dir.join("qmp.sock");
+    let run = dir.join("run");
+    let mut cmd = Command::new(bin_path("tessera"));
+    cmd.arg("run")
+        .arg(dir.join("m.toml"))
+        .arg("--qmp")
+        .arg(&sock)
+        .arg("--runtime-dir")
+        .arg(&run)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut guard = ChildGuard::spawn(&mut cmd).expect("tessera run");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "no QMP socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut q = Qmp::connect(&sock);
+    let (cpu, _, _) = piece(&mut q, "app");
+    let (blk, _, _) = piece(&mut q, "disk0");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(cpu as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL tessera-cpu");
+    // The event reaches QMP clients before the supervisor exits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = q.read();
+        if v["event"] == "SHUTDOWN" {
+            assert_eq!(v["data"]["reason"], "host-error", "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no SHUTDOWN event");
+    }
+    let st = guard
+        .wait_timeout(Duration::from_secs(30))
+        .expect("wait")
+        .expect("tessera did not exit");
+    assert_eq!(st.code(), Some(128 + 9));
+    let mut err = String::new();
+    if let Some(mut e) = guard.child().stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(
+        err.contains("cluster app (tessera-cpu) was killed by signal 9"),
+        "{err}"
+    );
+    // The device server was stopped with it, and the runtime directory is gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{blk}/exe")).exists() {
+        assert!(Instant::now() < deadline, "tessera-blk {blk} still running");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!run.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
