@@ -3,6 +3,7 @@
 use clap::Parser;
 
 use std::path::PathBuf;
+use tessera_server_common::sandbox::{self, FileAccess, Policy, SandboxArgs};
 use tessera_server_common::SocketArgs;
 
 #[derive(Debug, Parser)]
@@ -25,11 +26,27 @@ struct Args {
     /// Open the image with O_DIRECT (bypass the host page cache).
     #[arg(long)]
     direct: bool,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
 }
 
 fn main() -> std::process::ExitCode {
     tessera_server_common::init_logging();
     let a: Args = tessera_server_common::parse_args("tessera-blk");
+    // --- sandbox (docs/sandbox.md): entered by serve_forever once the image is open and the
+    // socket bound, before the first frontend.
+    let access = if a.readonly {
+        FileAccess::Read
+    } else {
+        FileAccess::ReadWrite
+    };
+    sandbox::prepare(
+        &a.sandbox,
+        Policy::new(&sandbox::tables::BLK, &a.socket.socket)
+            .file(&a.image, access)
+            .queues(a.queues),
+    );
+    // --- end sandbox
     let config = tessera_blk::Config {
         socket: a.socket.socket,
         image: a.image,

@@ -14,8 +14,13 @@
 //!   is removed on return.
 //! - [`exit_event`]: what every backend's `VhostUserBackend::exit_event` must return. Without it
 //!   the vring worker threads never end and the server cannot take the next connection.
+//! - [`sandbox`]: the sandbox every server enters (`sandbox::prepare` in `main`, entered by
+//!   [`serve_forever`] once the socket is bound); see docs/sandbox.md.
 
-#![forbid(unsafe_code)]
+// `unsafe` only in `sandbox` (the fork into the pid namespace).
+#![deny(unsafe_code)]
+
+pub mod sandbox;
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
@@ -69,6 +74,8 @@ pub enum ServeError {
     NoExitEvent,
     #[error("accepting a vhost-user connection: {0}")]
     Accept(String),
+    #[error("entering the sandbox: {0}")]
+    Sandbox(#[from] sandbox::SandboxError),
 }
 
 /// Parse the command line into `T`. `--help`/`--version` print and exit 0; a bad argument prints
@@ -155,11 +162,14 @@ impl StopHandle {
 
     /// A handle that also trips on SIGTERM or SIGINT (a thread waits for them).
     pub fn on_signals() -> Result<Self, ServeError> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
         let handle = Self::new()?;
-        let mut signals =
-            signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(ServeError::Signals)?;
-        let h = handle.clone();
+        handle.watch(stop_signals()?)?;
+        Ok(handle)
+    }
+
+    /// Trip on the signals `signals` catches (a thread waits for them).
+    fn watch(&self, mut signals: signal_hook::iterator::Signals) -> Result<(), ServeError> {
+        let h = self.clone();
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
@@ -169,7 +179,7 @@ impl StopHandle {
                 }
             })
             .map_err(ServeError::Signals)?;
-        Ok(handle)
+        Ok(())
     }
 
     /// Stop serving: wakes the listener and shuts down the current connection, if any.
@@ -203,14 +213,56 @@ impl StopHandle {
     }
 }
 
-/// Serve `backend` on `socket` until SIGTERM or SIGINT; see [`serve_until`].
+/// Serve `backend` on `socket` until SIGTERM or SIGINT; see [`serve_until`]. Enters the sandbox
+/// the server prepared ([`sandbox::prepare`]) once the socket is bound, before any thread starts
+/// or any frontend is accepted; sandboxed, the server cannot remove its socket file at the end:
+/// the sandbox's reaper does.
 pub fn serve_forever<T>(name: &str, socket: &Path, backend: T) -> Result<(), ServeError>
 where
     T: VhostUserBackend + Clone + 'static,
     T::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
     T::Vring: Clone + Send + Sync,
 {
-    serve_until(name, socket, backend, &StopHandle::on_signals()?)
+    // Order matters (docs/sandbox.md): the signal handlers and the listening socket come first,
+    // while the process is single-threaded; then the sandbox, which may fork; then threads.
+    check_exit_event(&backend)?;
+    let signals = stop_signals()?;
+    let listener = bind(socket)?;
+    sandbox::enter_pending()?;
+    let stop = StopHandle::new()?;
+    stop.watch(signals)?;
+    serve_bound(name, listener, backend, &stop)
+}
+
+/// SIGTERM and SIGINT caught (handlers installed now), for [`StopHandle::watch`].
+fn stop_signals() -> Result<signal_hook::iterator::Signals, ServeError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(ServeError::Signals)
+}
+
+/// A bound listening socket; the socket file is removed when it drops.
+struct Bound {
+    listener: UnixListener,
+    _cleanup: RemoveOnDrop,
+}
+
+fn bind(socket: &Path) -> Result<Bound, ServeError> {
+    remove_stale_socket(socket)?;
+    let listener =
+        UnixListener::bind(socket).map_err(|e| ServeError::Bind(socket.to_path_buf(), e))?;
+    tracing::info!(socket = %socket.display(), "listening");
+    Ok(Bound {
+        listener,
+        _cleanup: RemoveOnDrop(socket.to_path_buf()),
+    })
+}
+
+/// Without exit events the daemon's Drop would wait forever for its worker threads.
+fn check_exit_event<T: VhostUserBackend>(backend: &T) -> Result<(), ServeError> {
+    match backend.exit_event(0) {
+        Some(_) => Ok(()),
+        None => Err(ServeError::NoExitEvent),
+    }
 }
 
 /// Serve one frontend at a time on `socket` until `stop` trips.
@@ -230,18 +282,20 @@ where
     T::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
     T::Vring: Clone + Send + Sync,
 {
-    // Without exit events the daemon's Drop would wait forever for its worker threads.
-    if backend.exit_event(0).is_none() {
-        return Err(ServeError::NoExitEvent);
-    }
-    remove_stale_socket(socket)?;
-    let listener =
-        UnixListener::bind(socket).map_err(|e| ServeError::Bind(socket.to_path_buf(), e))?;
-    let _cleanup = RemoveOnDrop(socket.to_path_buf());
-    tracing::info!(socket = %socket.display(), "listening");
+    check_exit_event(&backend)?;
+    let listener = bind(socket)?;
+    serve_bound(name, listener, backend, stop)
+}
 
+fn serve_bound<T>(name: &str, bound: Bound, backend: T, stop: &StopHandle) -> Result<(), ServeError>
+where
+    T: VhostUserBackend + Clone + 'static,
+    T::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
+    T::Vring: Clone + Send + Sync,
+{
+    let listener = &bound.listener;
     while !stop.is_stopped() {
-        if !wait_readable(&listener, stop)? {
+        if !wait_readable(listener, stop)? {
             break;
         }
         let mut daemon = VhostUserDaemon::new(
