@@ -1,8 +1,9 @@
 //! `TESSERA_SANDBOX_PROBE` (test-only): right after entering the sandbox, try what it forbids
 //! and print one line per attempt to stderr (`sandbox probe: ...`); then serve normally.
 //!
-//! - `open-other`: open /etc/hostname, the other regular files next to the policy's files (or
-//!   next to the socket), and the policy's own files (these should work).
+//! - `open-other`: open /etc/hostname and the other regular files next to the policy's files (or
+//!   next to the socket) for reading, and the policy's own files as the policy allows (these
+//!   should work).
 //! - `socket`: `socket(AF_UNIX, SOCK_STREAM)`.
 //! - `forbidden-syscall`: `personality(2)`, which no allowlist has: the process dies of SIGSYS.
 //!
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 
-use super::{Policy, State};
+use super::{FileAccess, Policy, State};
 
 /// The environment variable (test-only; documented in docs/sandbox.md).
 pub const ENV: &str = "TESSERA_SANDBOX_PROBE";
@@ -22,7 +23,7 @@ pub const ENV: &str = "TESSERA_SANDBOX_PROBE";
 pub enum Probe {
     OpenOther {
         others: Vec<PathBuf>,
-        own: Vec<PathBuf>,
+        own: Vec<(PathBuf, FileAccess)>,
     },
     Socket,
     ForbiddenSyscall,
@@ -34,15 +35,17 @@ impl Probe {
         let v = std::env::var(ENV).ok()?;
         match v.as_str() {
             "open-other" => {
-                let own: Vec<PathBuf> = policy.files.iter().map(|(p, _)| p.clone()).collect();
+                let own = policy.files.clone();
                 let dir = own
                     .first()
+                    .map(|(p, _)| p)
                     .unwrap_or(&policy.socket)
                     .parent()
                     .map(Path::to_path_buf)
                     .unwrap_or_default();
                 let mut others = vec![PathBuf::from("/etc/hostname")];
-                others.extend(neighbours(&dir, &own).into_iter().take(3));
+                let paths: Vec<PathBuf> = own.iter().map(|(p, _)| p.clone()).collect();
+                others.extend(neighbours(&dir, &paths).into_iter().take(3));
                 Some(Self::OpenOther { others, own })
             }
             "socket" => Some(Self::Socket),
@@ -72,8 +75,13 @@ impl Probe {
         }
         match self {
             Self::OpenOther { others, own } => {
-                for p in others.iter().chain(own) {
-                    let r = std::fs::File::open(p).map(drop);
+                let others = others.iter().map(|p| (p, FileAccess::Read));
+                for (p, access) in others.chain(own.iter().map(|(p, a)| (p, *a))) {
+                    let r = std::fs::OpenOptions::new()
+                        .read(access != FileAccess::Write)
+                        .append(access == FileAccess::Write)
+                        .open(p)
+                        .map(drop);
                     eprintln!("sandbox probe: open {}: {}", p.display(), outcome_io(r));
                 }
             }

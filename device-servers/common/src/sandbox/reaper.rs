@@ -23,7 +23,16 @@ const REFORWARD_MS: u16 = 100;
 pub(super) fn run(child: Pid, alive: OwnedFd, policy: &Policy) -> ! {
     let name = policy.table.server;
     let code = match reap(child, alive.as_raw_fd()) {
-        Ok(code) => code,
+        Ok(Ok(code)) => code,
+        Ok(Err(sig)) => {
+            let why = if sig == Signal::SIGSYS {
+                ": a syscall outside its seccomp allowlist (docs/sandbox.md)"
+            } else {
+                ""
+            };
+            eprintln!("{name}: error: the sandboxed server was killed by {sig}{why}");
+            128 + sig as i32
+        }
         Err(e) => {
             eprintln!("{name}: error: sandbox reaper: {e}");
             let _ = kill(child, Signal::SIGKILL);
@@ -35,7 +44,8 @@ pub(super) fn run(child: Pid, alive: OwnedFd, policy: &Policy) -> ! {
     std::process::exit(code)
 }
 
-fn reap(child: Pid, keep: RawFd) -> Result<i32, String> {
+/// The server's exit code, or the signal that killed it.
+fn reap(child: Pid, keep: RawFd) -> Result<Result<i32, Signal>, String> {
     close_fds_except(keep);
     let mut mask = SigSet::empty();
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
@@ -60,8 +70,8 @@ fn reap(child: Pid, keep: RawFd) -> Result<i32, String> {
     let mut forwarding: Option<Signal> = None;
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Ok(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Err(sig)),
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(format!("waiting for the server: {}", e.desc())),
         }
