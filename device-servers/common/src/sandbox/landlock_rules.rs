@@ -69,7 +69,7 @@ pub(super) fn apply(policy: &Policy) -> Result<(String, bool), SandboxError> {
         Ok((text, true))
     } else {
         tracing::info!(
-            "sandbox: Landlock does not cover the {} threads started earlier: seccomp refuses \
+            "sandbox: Landlock does not cover threads started earlier ({}): seccomp refuses \
              every open instead",
             threads - 1
         );
