@@ -181,6 +181,20 @@ fn system_reset_reboots_the_cluster_and_its_devices_come_back() {
     assert!(info.contains("Capacity: 4.0 MB"), "{info}");
     let status = q.execute("query-status");
     assert_eq!(status["return"]["status"], "running", "{status}");
+    // Guest time stands still while stopped (as in QEMU): a 1 s `sleep` spanning a 2 s stop
+    // takes about 3 s of host time; had the clock run on, it would end at `cont`, after 2 s.
+    let t0 = Instant::now();
+    c.send("sleep 1\r").expect("sleep");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(q.execute("stop").get("return").is_some());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(q.execute("cont").get("return").is_some());
+    c.expect("=> ", t).expect("prompt after sleep");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(2700),
+        "guest time ran on while stopped ({:?})",
+        t0.elapsed()
+    );
     c.send("poweroff\r").expect("poweroff");
     let st = c.wait(t).expect("wait").expect("no exit");
     assert_eq!(st.code(), Some(0));

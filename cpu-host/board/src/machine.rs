@@ -234,6 +234,8 @@ pub struct RunResult {
 pub struct Stopper {
     state: Arc<(Mutex<Option<ExitReason>>, Condvar)>,
     signals: Vec<Arc<VcpuSignals>>,
+    /// The machine's timer, frozen while paused (set once the ACLINT exists).
+    aclint: Arc<std::sync::OnceLock<Arc<Aclint>>>,
 }
 
 impl Stopper {
@@ -255,13 +257,22 @@ impl Stopper {
         for s in &self.signals {
             s.request_pause();
         }
-        self.signals
+        let parked = self
+            .signals
             .iter()
-            .all(|s| s.wait_parked(std::time::Duration::from_secs(2)))
+            .all(|s| s.wait_parked(std::time::Duration::from_secs(2)));
+        // Guest time stands still while paused, as in QEMU.
+        if let Some(a) = self.aclint.get() {
+            a.pause();
+        }
+        parked
     }
 
     /// Let paused harts run again.
     pub fn resume(&self) {
+        if let Some(a) = self.aclint.get() {
+            a.resume();
+        }
         for s in &self.signals {
             s.resume();
         }
@@ -610,6 +621,7 @@ impl Machine {
         let stopper = Stopper {
             state: Arc::new((Mutex::new(None), Condvar::new())),
             signals: signals.clone(),
+            aclint: Arc::new(std::sync::OnceLock::new()),
         };
 
         let clock = Arc::new(Clock::new(memmap::TIMEBASE_HZ));
@@ -625,6 +637,7 @@ impl Machine {
                 source,
             }
         })?);
+        let _ = stopper.aclint.set(aclint.clone());
         let plic_outputs = (0..cfg.harts as usize)
             .flat_map(|h| [line(h, irq::MEI), line(h, irq::SEI_EXTERNAL_SIGNAL)])
             .collect();

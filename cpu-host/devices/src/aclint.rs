@@ -27,7 +27,7 @@ use crate::mmio::{lock, Lane};
 use crate::timer::DeadlineThread;
 use crate::{BusDevice, IrqLine};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,10 @@ pub struct Clock {
     hz: u64,
     /// Added (wrapping) to the host-derived count; moved by `mtime` writes.
     offset: AtomicU64,
+    /// While the machine is paused the clock stands still at `frozen` (QEMU stops its virtual
+    /// clock on `stop` too), so the guest sees no jump when it resumes.
+    paused: AtomicBool,
+    frozen: AtomicU64,
 }
 
 impl Clock {
@@ -61,6 +65,26 @@ impl Clock {
             start: Instant::now(),
             hz,
             offset: AtomicU64::new(0),
+            paused: AtomicBool::new(false),
+            frozen: AtomicU64::new(0),
+        }
+    }
+
+    /// Stop counting (the machine is paused). Idempotent.
+    pub fn pause(&self) {
+        if !self.paused.load(Ordering::Acquire) {
+            self.frozen.store(self.now_ticks(), Ordering::Release);
+            self.paused.store(true, Ordering::Release);
+        }
+    }
+
+    /// Count on from where [`Clock::pause`] stopped. Idempotent.
+    pub fn resume(&self) {
+        if self.paused.load(Ordering::Acquire) {
+            let frozen = self.frozen.load(Ordering::Acquire);
+            self.offset
+                .store(frozen.wrapping_sub(self.host_ticks()), Ordering::Release);
+            self.paused.store(false, Ordering::Release);
         }
     }
 
@@ -76,12 +100,19 @@ impl Clock {
 
     /// The current tick count (`mtime`, the `time` CSR).
     pub fn now_ticks(&self) -> u64 {
+        if self.paused.load(Ordering::Relaxed) {
+            return self.frozen.load(Ordering::Relaxed);
+        }
         self.host_ticks()
             .wrapping_add(self.offset.load(Ordering::Relaxed))
     }
 
     /// Make the clock read `ticks` now; it keeps counting from there.
     pub fn set_ticks(&self, ticks: u64) {
+        if self.paused.load(Ordering::Acquire) {
+            self.frozen.store(ticks, Ordering::Release);
+            return;
+        }
         self.offset
             .store(ticks.wrapping_sub(self.host_ticks()), Ordering::Relaxed);
     }
@@ -89,6 +120,9 @@ impl Clock {
     /// Host time from now until the clock reaches `ticks` (zero if it already has), or `None`
     /// if that is too far away to be worth a timeout (more than a year).
     pub fn until(&self, ticks: u64) -> Option<Duration> {
+        if self.paused.load(Ordering::Acquire) {
+            return None; // nothing fires while the clock stands still
+        }
         let now = self.now_ticks();
         if ticks <= now {
             return Some(Duration::ZERO);
@@ -185,6 +219,19 @@ impl Aclint {
     /// The clock this ACLINT counts on.
     pub fn clock(&self) -> &Arc<Clock> {
         &self.inner.clock
+    }
+
+    /// Freeze the clock (QMP `stop`): `mtime` stands still and no timer fires until
+    /// [`Aclint::resume`].
+    pub fn pause(&self) {
+        self.inner.clock.pause();
+        self.timer.kick();
+    }
+
+    /// Let the clock run on from where it stood.
+    pub fn resume(&self) {
+        self.inner.clock.resume();
+        self.timer.kick();
     }
 
     /// Stop the timer thread (also done on drop). Afterwards MTIP only changes on register
@@ -356,6 +403,24 @@ mod tests {
         w64(&a, MTIMECMP_BASE, u64::MAX);
         assert!(!l[0].mtip.level());
         assert_eq!(r64(&a, MTIMECMP_BASE), u64::MAX);
+    }
+
+    #[test]
+    fn a_paused_clock_stands_still_and_resumes_without_a_jump() {
+        let c = Clock::new(10_000_000);
+        c.set_ticks(1000);
+        c.pause();
+        let t = c.now_ticks();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(c.now_ticks(), t);
+        assert_eq!(c.until(t + 10), None);
+        c.set_ticks(5000);
+        assert_eq!(c.now_ticks(), 5000);
+        c.resume();
+        let after = c.now_ticks();
+        // 20 ms of pause would be 200,000 ticks; resuming continues from 5000.
+        assert!((5000..5000 + 100_000).contains(&after), "{after}");
+        assert!(c.until(after + 10_000_000).is_some());
     }
 
     #[test]

@@ -359,11 +359,16 @@ impl VhostUserDevice {
         mem: GuestMemoryMmap,
     ) -> Result<Self, VhostUserError> {
         let queues = kind.virtqueues(queues);
-        // A server that was just started may not listen yet.
+        // A server that was just started may not listen yet, and one that is being restarted
+        // may drop the first connection: try for about a second.
         let mut tries = 0;
         let (frontend, watch, hs) = loop {
             match handshake(kind, socket, queues) {
-                Err(VhostUserError::Connect { .. }) if tries < 5 => {
+                Err(VhostUserError::Queues { offered, wanted }) => {
+                    return Err(VhostUserError::Queues { offered, wanted })
+                }
+                Err(e) if tries < 10 => {
+                    tracing::debug!(?socket, "vhost-user connect: {e}; retrying");
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(100));
                 }
