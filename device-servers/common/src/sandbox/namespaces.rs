@@ -64,11 +64,15 @@ fn try_unshare(
             Ok(true)
         }
         Err(e @ (Errno::EPERM | Errno::EINVAL | Errno::ENOSPC | Errno::EUSERS | Errno::ENOSYS)) => {
+            let hint = match e {
+                Errno::ENOSPC | Errno::EUSERS => " (the namespace limit is reached, e.g. 0)",
+                _ => "",
+            };
             tracing::warn!(
-                "sandbox: skipping the {name} namespace: the kernel refuses unshare: {}",
+                "sandbox: skipping the {name} namespace: the kernel refuses unshare: {}{hint}",
                 e.desc()
             );
-            state.skipped.push(format!("{name}: {}", e.desc()));
+            state.skipped.push(format!("{name}: {}{hint}", e.desc()));
             Ok(false)
         }
         Err(e) => Err(SandboxError::Unshare(name, e)),
