@@ -23,7 +23,8 @@ fn rights(access: FileAccess) -> BitFlags<AccessFs> {
 /// Restrict this thread and those it starts (and, on kernels with Landlock ABI 8, every thread).
 /// Returns a one-line description and whether every thread of the process is confined.
 pub(super) fn apply(policy: &Policy) -> Result<(String, bool), SandboxError> {
-    let threads = thread_count();
+    // Unknown counts as several: then Landlock is not trusted to cover every thread.
+    let threads = thread_count().unwrap_or(usize::MAX);
     let ll = SandboxError::Landlock;
     let mut ruleset = Ruleset::default()
         .handle_access(AccessFs::from_all(FS_ABI))
@@ -71,7 +72,7 @@ pub(super) fn apply(policy: &Policy) -> Result<(String, bool), SandboxError> {
         tracing::info!(
             "sandbox: Landlock does not cover threads started earlier ({}): seccomp refuses \
              every open instead",
-            threads - 1
+            threads.saturating_sub(1)
         );
         Ok((format!("{text}, not on earlier threads"), false))
     }

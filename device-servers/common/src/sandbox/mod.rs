@@ -29,7 +29,7 @@ pub mod tables;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
 pub use table::{ServerTable, ThreadClass};
 
@@ -109,6 +109,8 @@ impl Policy {
 pub enum SandboxError {
     #[error("{0} threads are running; the sandbox must be entered while single-threaded")]
     Threaded(usize),
+    #[error("cannot count this process's threads in /proc/self/task (is /proc mounted?)")]
+    NoProc,
     #[error("creating the user namespace: writing {0}: {1}")]
     IdMap(&'static str, #[source] std::io::Error),
     #[error("unshare({0}): {1}")]
@@ -226,11 +228,9 @@ pub fn enter_pending() -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// Threads of this process, from /proc/self/task (1 if it cannot be read).
-pub(crate) fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(1)
+/// Threads of this process, from /proc/self/task (`None` if it cannot be read).
+pub(crate) fn thread_count() -> Option<usize> {
+    std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())
 }
 
 /// Phase 2: no_new_privs, rlimits, Landlock, seccomp, in that order (seccomp last: it forbids
@@ -247,6 +247,10 @@ fn restrict(policy: &Policy, state: &mut State) -> Result<(), SandboxError> {
         (Resource::RLIMIT_AS, "RLIMIT_AS", ADDRESS_SPACE_LIMIT),
     ];
     for (resource, name, value) in limits {
+        // Never above the current hard limit: raising it needs a privilege the user namespace
+        // does not give.
+        let (_, hard) = getrlimit(resource).map_err(|e| SandboxError::Rlimit(name, e))?;
+        let value = value.min(hard);
         setrlimit(resource, value, value).map_err(|e| SandboxError::Rlimit(name, e))?;
     }
     let (landlock, landlocked) = landlock_rules::apply(policy)?;

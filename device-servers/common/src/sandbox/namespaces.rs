@@ -15,7 +15,7 @@ use super::{reaper, thread_count, Policy, SandboxError, State};
 /// Create the namespaces the kernel allows, then fork: returns in the server (the child, pid 1
 /// of the new pid namespace); the parent becomes the reaper and never returns.
 pub(super) fn isolate(policy: &Policy, state: &mut State) -> Result<(), SandboxError> {
-    let threads = thread_count();
+    let threads = thread_count().ok_or(SandboxError::NoProc)?;
     if threads != 1 {
         return Err(SandboxError::Threaded(threads));
     }
