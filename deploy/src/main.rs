@@ -55,6 +55,10 @@ a disk served by tessera-blk, talks through tessera-console, and powers off.")]
         /// Do not print the process table.
         #[arg(long, short)]
         quiet: bool,
+        /// Run device servers without their sandbox (namespaces, seccomp, Landlock, rlimits).
+        /// For debugging only.
+        #[arg(long)]
+        no_sandbox: bool,
     },
     /// Validate a machine description and print the derived layout (processes, addresses, irqs).
     Check {
@@ -110,12 +114,17 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
             runtime_dir,
             bin_dir,
             quiet,
+            no_sandbox,
         } => {
+            if no_sandbox {
+                eprintln!("tessera: WARNING: --no-sandbox: device servers run unconfined (debugging only)");
+            }
             let mut opts = RunOptions {
                 qmp: qmp.clone(),
                 runtime_dir,
                 bin_dir,
                 quiet,
+                no_sandbox,
             };
             let layout = match &machine {
                 Some(path) => description::load(path)?,

@@ -57,6 +57,8 @@ impl QmpHandler for MachineQmp {
                         });
                         if let PieceState::Exited(code) = p.state {
                             v["exit-status"] = json!(code);
+                        } else if p.kind != "cpu" {
+                            v["sandbox"] = sandbox_state(p.pid);
                         }
                         v
                     })
@@ -84,4 +86,49 @@ impl QmpHandler for MachineQmp {
             self.shared.quit();
         }
     }
+}
+
+/// A device server's sandbox as the kernel reports it. A sandboxed server is two processes: the
+/// reaper we started, and the server itself (its child, pid 1 of a new pid namespace); both are
+/// read from /proc.
+fn sandbox_state(pid: u32) -> Value {
+    let status = |pid: u32, key: &str| -> Option<String> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_owned())
+    };
+    let ns = |pid: u32, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok();
+    let server = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<u32>().ok())
+        })
+        .unwrap_or(pid);
+    let own = std::process::id();
+    let separate = |kind: &str| {
+        let theirs = ns(server, kind);
+        theirs.is_some() && theirs != ns(own, kind)
+    };
+    let seccomp = status(server, "Seccomp:").and_then(|v| v.parse::<u32>().ok());
+    let nnp = status(server, "NoNewPrivs:").map(|v| v == "1");
+    let namespaces: Vec<&str> = ["user", "mnt", "pid", "ipc", "net"]
+        .into_iter()
+        .filter(|k| separate(k))
+        .collect();
+    let seccomp_name = match seccomp {
+        Some(2) => "filter",
+        Some(1) => "strict",
+        Some(_) => "off",
+        None => "unknown",
+    };
+    json!({
+        "server-pid": server,
+        "seccomp": seccomp_name,
+        "no-new-privs": nnp.unwrap_or(false),
+        "namespaces": namespaces,
+        "confined": seccomp == Some(2) && nnp == Some(true),
+    })
 }

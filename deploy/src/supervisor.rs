@@ -60,6 +60,8 @@ pub struct RunOptions {
     pub bin_dir: Option<PathBuf>,
     /// Do not print the process table.
     pub quiet: bool,
+    /// Start device servers with `--no-sandbox` (debugging only).
+    pub no_sandbox: bool,
 }
 
 /// What a piece of the machine is.
@@ -479,6 +481,9 @@ impl Supervisor {
                 Backend::Console { output } => {
                     args.extend(["--output".to_owned(), output.clone()]);
                 }
+            }
+            if opts.no_sandbox {
+                args.push("--no-sandbox".into());
             }
             pieces.push(Piece {
                 id: d.id.clone(),

@@ -13,8 +13,20 @@ pub struct Qmp {
 }
 
 impl Qmp {
+    /// Connect (waiting up to 10 s for the server to listen) and negotiate capabilities.
     pub fn connect(path: &Path) -> Self {
-        let s = UnixStream::connect(path).expect("connect");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let s = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                // The socket file exists from bind() on; listen() follows.
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("connect {}: {e}", path.display()),
+            }
+        };
         s.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
         let mut q = Qmp {

@@ -114,6 +114,17 @@ fn the_real_qemu_qmp_client_stops_resumes_lists_processes_and_quits_a_machine() 
     assert_eq!(kinds, ["cpu", "virtio-blk", "virtio-console"], "{summary}");
     let mut pids: Vec<u64> = procs.iter().filter_map(|p| p["pid"].as_u64()).collect();
     assert!(procs.iter().all(|p| p["state"] == "running"), "{summary}");
+    // Device servers run confined, each in its own pid and mount namespaces.
+    for p in procs.iter().filter(|p| p["kind"] != "cpu") {
+        let sb = &p["sandbox"];
+        assert_eq!(sb["confined"], true, "{p}");
+        assert_eq!(sb["seccomp"], "filter", "{p}");
+        let ns: Vec<&str> = sb["namespaces"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        assert!(ns.contains(&"pid") && ns.contains(&"mnt"), "{p}");
+    }
     pids.sort();
     pids.dedup();
     assert_eq!(pids.len(), 3, "{summary}");
@@ -213,9 +224,11 @@ fn x_device_restart_replaces_a_device_server_process_and_counts_it() {
         .arg(&sock)
         .arg("--runtime-dir")
         .arg(dir.join("run"))
+        // Unconfined servers (debugging mode) restart the same way, and say they are unconfined.
+        .arg("--no-sandbox")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     let mut tessera = ChildGuard::spawn(&mut cmd).expect("tessera run");
     wait_for(&sock);
     let mut q = Qmp::connect(&sock);
@@ -232,6 +245,12 @@ fn x_device_restart_replaces_a_device_server_process_and_counts_it() {
     };
     let (old, n) = pid_of(&mut q, "con0");
     assert_eq!(n, 0);
+    let r = q.execute("x-query-processes");
+    let con = r["return"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["id"] == "con0").cloned())
+        .unwrap_or_default();
+    assert_eq!(con["sandbox"]["confined"], false, "{con}");
     let (r, events) = q.execute_with("x-device-restart", serde_json::json!({"id": "con0"}));
     assert!(r.get("return").is_some(), "{r}");
     // The restart is done when the reply comes, and its event came first.
@@ -254,5 +273,10 @@ fn x_device_restart_replaces_a_device_server_process_and_counts_it() {
         .expect("wait")
         .expect("no exit after quit");
     assert_eq!(st.code(), Some(0));
+    let mut err = String::new();
+    if let Some(mut e) = tessera.child().stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(err.contains("WARNING: --no-sandbox"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
