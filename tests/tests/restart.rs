@@ -131,6 +131,8 @@ queues = 4
         // A random moment of its I/O, once the frontend is back on it (it reconnects within
         // ~50 ms); kills closer together are a crash loop, which the supervisor backs off from.
         std::thread::sleep(Duration::from_millis(550 + x % 300));
+        // pid 0 would signal our own process group.
+        assert!(pid > 1, "bad pid {pid}");
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGKILL,
@@ -230,6 +232,7 @@ queues = 4
     let mut q = Qmp::connect(&sock);
     let (cpu, _, _) = piece(&mut q, "app");
     let (blk, _, _) = piece(&mut q, "disk0");
+    assert!(cpu > 1 && blk > 1, "bad pids {cpu} {blk}");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(cpu as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -265,5 +268,118 @@ queues = 4
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(!run.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn killed_console_servers_repeat_no_output_and_lose_at_most_what_was_in_flight() {
+    let dir = private_dir("restart-console");
+    build_virtio_guests(&dir);
+    std::fs::write(
+        dir.join("m.toml"),
+        r#"[machine]
+ram = "64M"
+
+[[cluster]]
+name = "app"
+isa = "riscv64"
+harts = 1
+firmware = "none"
+kernel = "console_stream.elf"
+
+[[device]]
+id = "con0"
+kind = "virtio-console"
+output = "file:console.log"
+"#,
+    )
+    .expect("description");
+    let sock = dir.join("qmp.sock");
+    let mut c = Console::spawn(
+        Command::new(bin_path("tessera"))
+            .arg("run")
+            .arg(dir.join("m.toml"))
+            .arg("--qmp")
+            .arg(&sock)
+            .arg("--runtime-dir")
+            .arg(dir.join("run")),
+    )
+    .expect("tessera run");
+    c.expect("stream: running", Duration::from_secs(60))
+        .expect("stream guest start");
+    let mut q = Qmp::connect(&sock);
+    const KILLS: u64 = 8;
+    let mut x: u64 = 0x0c0f_fee0_1234_5678;
+    for kill in 0..KILLS {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pid = loop {
+            let (pid, restarts, state) = piece(&mut q, "con0");
+            if state == "running" && restarts == kill {
+                break pid;
+            }
+            assert!(
+                state != "gone" && Instant::now() < deadline,
+                "con0 not back after kill {kill}: {state}; guest:\n{}",
+                c.transcript
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        std::thread::sleep(Duration::from_millis(550 + x % 300));
+        assert!(pid > 1, "bad pid {pid}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("SIGKILL tessera-console");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while piece(&mut q, "con0").2 != "running" || piece(&mut q, "con0").1 != KILLS {
+        assert!(
+            Instant::now() < deadline,
+            "con0 not restarted {KILLS} times"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Let a few lines go through the last server, then stop the guest.
+    std::thread::sleep(Duration::from_millis(300));
+    c.send("q").expect("send");
+    let summary = c
+        .expect("stream: sent ", Duration::from_secs(60))
+        .and_then(|_| c.expect("\n", Duration::from_secs(5)))
+        .expect("stream summary");
+    let sent: u64 = summary
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{summary:?}"));
+    let st = c
+        .wait(Duration::from_secs(30))
+        .expect("wait")
+        .expect("no exit");
+    assert_eq!(st.code(), Some(0), "{}", c.transcript);
+    let out = std::fs::read_to_string(dir.join("console.log")).expect("console.log");
+    let numbers: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            l.strip_prefix("line ")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("garbled output line {l:?}"))
+        })
+        .collect();
+    // Never repeated, never reordered; at most one line lost per kill.
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "output repeats or reorders lines"
+    );
+    assert_eq!(
+        numbers.last().copied(),
+        Some(sent),
+        "the last line is missing"
+    );
+    let lost = sent - numbers.len() as u64;
+    eprintln!("console restart: {sent} lines sent, {lost} lost over {KILLS} kills");
+    assert!(lost <= KILLS, "{lost} lines lost over {KILLS} kills");
     let _ = std::fs::remove_dir_all(&dir);
 }

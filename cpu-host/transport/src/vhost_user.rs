@@ -9,6 +9,7 @@
 
 use crate::virtio_mmio::{DeviceError, Interrupt, QueueState, VirtioDevice, INT_USED_BUFFER};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use vhost::vhost_user::message::{
-    VhostUserConfigFlags, VhostUserProtocolFeatures, VhostUserVirtioFeatures,
+    VhostUserConfigFlags, VhostUserInflight, VhostUserProtocolFeatures, VhostUserVirtioFeatures,
 };
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
@@ -68,6 +69,7 @@ fn wanted_protocol_features() -> VhostUserProtocolFeatures {
         | VhostUserProtocolFeatures::REPLY_ACK
         | VhostUserProtocolFeatures::CONFIG
         | VhostUserProtocolFeatures::RESET_DEVICE
+        | VhostUserProtocolFeatures::INFLIGHT_SHMFD
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +193,9 @@ struct Conn {
     started: Option<Started>,
     /// The device's config space as last read (served while the backend is away).
     config: Vec<u8>,
+    /// The backend's inflight area (INFLIGHT_SHMFD): kept here across backend restarts, handed
+    /// to every new backend before its rings, so it knows which requests its predecessor took.
+    inflight: Option<(VhostUserInflight, File)>,
     reconnects: u64,
 }
 
@@ -281,6 +286,34 @@ impl Conn {
         Ok(())
     }
 
+    /// With INFLIGHT_SHMFD: get the area once (first start of the device), then give it to the
+    /// backend (every start, and after every reconnect) before any ring.
+    fn send_inflight(&mut self) -> Result<(), DeviceError> {
+        if !self
+            .hs
+            .protocol
+            .contains(VhostUserProtocolFeatures::INFLIGHT_SHMFD)
+        {
+            return Ok(());
+        }
+        let queues = self.num_queues as u16;
+        if self.inflight.is_none() {
+            let want = VhostUserInflight::new(0, 0, queues, QUEUE_MAX_SIZE);
+            let got = self
+                .frontend()?
+                .get_inflight_fd(&want)
+                .map_err(|e| DeviceError(format!("vhost-user GET_INFLIGHT_FD: {e}")))?;
+            self.inflight = Some(got);
+        }
+        let Some((info, file)) = self.inflight.as_ref() else {
+            return Ok(());
+        };
+        let (info, fd) = (*info, file.as_raw_fd());
+        self.frontend()?
+            .set_inflight_fd(&info, fd)
+            .map_err(|e| DeviceError(format!("vhost-user SET_INFLIGHT_FD: {e}")))
+    }
+
     /// The used ring's index in guest memory: how far the device got. A restarted backend
     /// resumes there, so a request that was in flight when the old one died is done again
     /// (it never reached the used ring) and completed exactly once.
@@ -312,13 +345,13 @@ impl Conn {
             self.send_features(acked)?;
         }
         if let Some(started) = self.started.take() {
-            let mut result = Ok(());
+            let mut result = self.send_inflight();
             for (i, q, call) in &started.queues {
-                let base = self.used_idx(q);
-                result = self.send_ring(*i, q, base, call);
                 if result.is_err() {
                     break;
                 }
+                let base = self.used_idx(q);
+                result = self.send_ring(*i, q, base, call);
             }
             for (i, _, _) in &started.queues {
                 if let Some(k) = self.kicks.get(*i) {
@@ -401,6 +434,7 @@ impl VhostUserDevice {
             kicks,
             started: None,
             config: vec![0; kind.config_size() as usize],
+            inflight: None,
             reconnects: 0,
         }));
         let (monitor_stop, stop) = UnixStream::pair().map_err(|e| VhostUserError::Step {
@@ -438,6 +472,7 @@ impl VhostUserDevice {
         let epoll = Epoll::new().map_err(|e| DeviceError(format!("epoll: {e}")))?;
         let mut calls = Vec::new();
         let mut started = Vec::new();
+        conn.send_inflight()?;
         for (i, q) in queues.iter().enumerate().filter(|(_, q)| q.ready) {
             if i >= conn.kicks.len() {
                 continue;
@@ -701,6 +736,7 @@ impl VirtioDevice for VhostUserDevice {
         let mut c = lock(&self.conn);
         Self::stop(&mut c);
         c.acked = None;
+        c.inflight = None; // a reset device starts with no request in flight
         let socket = c.socket.clone();
         if c.hs
             .protocol

@@ -11,6 +11,8 @@ use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{EventConsumer, EventNotifier};
 
+use tessera_server_common::vhost_backend::{Inflight, TrackInflight};
+
 use crate::device::Disk;
 use crate::request::process_chain;
 
@@ -27,6 +29,8 @@ pub struct BlkBackend {
     num_queues: u16,
     event_idx: AtomicBool,
     mem: Mutex<Option<Mem>>,
+    /// The frontend's inflight area (requests are marked while we work on them).
+    inflight: Mutex<Option<Arc<Inflight>>>,
 }
 
 impl BlkBackend {
@@ -36,12 +40,18 @@ impl BlkBackend {
             num_queues: num_queues.clamp(1, 64),
             event_idx: AtomicBool::new(false),
             mem: Mutex::new(None),
+            inflight: Mutex::new(None),
         }
     }
 
     /// Drain `vring`: answer every available chain. Queue errors (a broken ring) are logged and
     /// end this pass; they never end the worker thread.
-    fn process_vring(&self, vring: &VringRwLock<Mem>, mem: &Mem) {
+    fn process_vring(&self, queue: u16, vring: &VringRwLock<Mem>, mem: &Mem) {
+        let inflight = self
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         loop {
             let guard = mem.memory();
             let chain = vring
@@ -50,10 +60,25 @@ impl BlkBackend {
                 .pop_descriptor_chain(mem.memory());
             let Some(chain) = chain else { break };
             let head = chain.head_index();
+            // A request our predecessor took and did not complete is simply done again: block
+            // requests are idempotent, and it is completed once (it never reached the used ring).
+            if let Some(i) = &inflight {
+                if i.is_marked(queue, head) {
+                    tracing::info!(queue, head, "redoing a request taken before a restart");
+                }
+                i.begin(queue, head);
+            }
             let done = process_chain(&self.disk, &*guard, chain);
+            if let Some(i) = &inflight {
+                i.completing(queue, head);
+            }
             if let Err(e) = vring.add_used(head, done.used_len) {
                 tracing::warn!("add_used failed: {e}");
                 break;
+            }
+            if let Some(i) = &inflight {
+                let used = vring.get_ref().get_queue().next_used();
+                i.completed(queue, head, used);
             }
             match vring.needs_notification() {
                 Ok(true) => {
@@ -65,6 +90,12 @@ impl BlkBackend {
                 Err(e) => tracing::warn!("needs_notification: {e}"),
             }
         }
+    }
+}
+
+impl TrackInflight for BlkBackend {
+    fn set_inflight(&self, inflight: Option<Arc<Inflight>>) {
+        *self.inflight.lock().unwrap_or_else(PoisonError::into_inner) = inflight;
     }
 }
 
@@ -93,6 +124,7 @@ impl VhostUserBackend for BlkBackend {
     fn reset_device(&self) {
         self.event_idx.store(false, Ordering::Release);
         *self.mem.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self.inflight.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     fn set_event_idx(&self, enabled: bool) {
@@ -125,8 +157,10 @@ impl VhostUserBackend for BlkBackend {
         device_event: u16,
         evset: EventSet,
         vrings: &[VringRwLock<Mem>],
-        _thread_id: usize,
+        thread_id: usize,
     ) -> io::Result<()> {
+        // One worker per queue (`queues_per_thread`): worker n serves queue n.
+        let queue = thread_id as u16;
         if evset != EventSet::IN {
             return Err(io::Error::other(format!("unexpected event set {evset:?}")));
         }
@@ -149,7 +183,7 @@ impl VhostUserBackend for BlkBackend {
                 if let Err(e) = vring.disable_notification() {
                     tracing::warn!("disable_notification: {e}");
                 }
-                self.process_vring(vring, &mem);
+                self.process_vring(queue, vring, &mem);
                 match vring.enable_notification() {
                     Ok(true) => continue,
                     Ok(false) => break,
@@ -160,7 +194,7 @@ impl VhostUserBackend for BlkBackend {
                 }
             }
         } else {
-            self.process_vring(vring, &mem);
+            self.process_vring(queue, vring, &mem);
         }
         Ok(())
     }

@@ -9,18 +9,23 @@
 //! - [`StopHandle`]: a latch that ends [`serve_until`]; [`StopHandle::on_signals`] trips it on
 //!   SIGTERM/SIGINT.
 //! - [`serve_forever`] / [`serve_until`]: listen on a unix socket, serve one vhost-user frontend
-//!   at a time with a fresh `VhostUserDaemon`, reset the backend after each disconnect, listen
-//!   again; return `Ok(())` once stopped. A stale socket file is removed first and the socket file
+//!   at a time with a fresh [`vhost_backend::Handler`] (our own request handler, with inflight
+//!   tracking), reset the backend after each disconnect, listen again; return `Ok(())` once stopped. A stale socket file is removed first and the socket file
 //!   is removed on return.
 //! - [`exit_event`]: what every backend's `VhostUserBackend::exit_event` must return. Without it
 //!   the vring worker threads never end and the server cannot take the next connection.
+//! - [`vhost_backend`]: the backend side of vhost-user: request handler, vring workers and the
+//!   inflight area (INFLIGHT_SHMFD), reusing `vhost-user-backend`'s device trait and vrings.
 //! - [`sandbox`]: the sandbox every server enters (`sandbox::prepare` in `main`, entered by
 //!   [`serve_forever`] once the socket is bound); see docs/sandbox.md.
 
-// `unsafe` only in `sandbox` (the fork into the pid namespace).
+// `unsafe` only in `sandbox` (the fork into the pid namespace) and `vhost_backend` (the shared
+// inflight area).
 #![deny(unsafe_code)]
 
 pub mod sandbox;
+#[allow(unsafe_code)] // shared memory of the inflight area, see vhost_backend::inflight
+pub mod vhost_backend;
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
@@ -31,11 +36,33 @@ use std::sync::{Arc, Mutex};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use vhost::vhost_user::Listener;
-use vhost_user_backend::bitmap::BitmapReplace;
-use vhost_user_backend::{ShutdownHandle, VhostUserBackend, VhostUserDaemon};
-use vm_memory::mmap::NewBitmap;
+use std::os::unix::net::UnixStream;
+use std::sync::PoisonError;
+use vhost::vhost_user::BackendReqHandler;
+use vhost_user_backend::{VhostUserBackend, VringRwLock};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+
+/// What a Tessera device server's device model is: a `vhost-user-backend` backend over plain
+/// guest memory that also tracks inflight requests ([`vhost_backend::TrackInflight`]).
+pub trait Backend:
+    VhostUserBackend<Vring = VringRwLock<GuestMemoryAtomic<GuestMemoryMmap>>, Bitmap = ()>
+    + vhost_backend::TrackInflight
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Backend for T where
+    T: VhostUserBackend<Vring = VringRwLock<GuestMemoryAtomic<GuestMemoryMmap>>, Bitmap = ()>
+        + vhost_backend::TrackInflight
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
 use vmm_sys_util::event::{
     new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
 };
@@ -63,10 +90,6 @@ pub enum ServeError {
     Bind(PathBuf, #[source] std::io::Error),
     #[error("waiting for a connection: {0}")]
     Poll(#[source] nix::Error),
-    #[error("cloning the listening socket: {0}")]
-    CloneListener(#[source] std::io::Error),
-    #[error("creating the vhost-user daemon: {0}")]
-    NewDaemon(String),
     #[error(
         "the backend's VhostUserBackend::exit_event returns None: its worker threads could \
          never be stopped after a disconnect; return tessera_server_common::exit_event()"
@@ -142,7 +165,8 @@ pub fn init_logging() {
 struct StopState {
     stopped: AtomicBool,
     event: EventFd,
-    current: Mutex<Option<ShutdownHandle>>,
+    /// The current frontend connection (shut down to end it).
+    current: Mutex<Option<UnixStream>>,
 }
 
 /// A latch that stops [`serve_until`]: cloneable, thread-safe, one-way.
@@ -187,7 +211,7 @@ impl StopHandle {
         self.0.stopped.store(true, Ordering::SeqCst);
         let _ = self.0.event.write(1);
         if let Some(h) = self.lock_current().as_ref() {
-            h.shutdown();
+            let _ = h.shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -196,18 +220,18 @@ impl StopHandle {
         self.0.stopped.load(Ordering::SeqCst)
     }
 
-    fn lock_current(&self) -> std::sync::MutexGuard<'_, Option<ShutdownHandle>> {
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Option<UnixStream>> {
         self.0
             .current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn set_current(&self, h: Option<ShutdownHandle>) {
+    fn set_current(&self, h: Option<UnixStream>) {
         *self.lock_current() = h;
         if self.is_stopped() {
             if let Some(h) = self.lock_current().as_ref() {
-                h.shutdown();
+                let _ = h.shutdown(std::net::Shutdown::Both);
             }
         }
     }
@@ -219,9 +243,7 @@ impl StopHandle {
 /// the sandbox's reaper does.
 pub fn serve_forever<T>(name: &str, socket: &Path, backend: T) -> Result<(), ServeError>
 where
-    T: VhostUserBackend + Clone + 'static,
-    T::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
-    T::Vring: Clone + Send + Sync,
+    T: Backend,
 {
     // Order matters (docs/sandbox.md): the signal handlers and the listening socket come first,
     // while the process is single-threaded; then the sandbox, which may fork; then threads.
@@ -268,7 +290,7 @@ fn check_exit_event<T: VhostUserBackend>(backend: &T) -> Result<(), ServeError> 
 /// Serve one frontend at a time on `socket` until `stop` trips.
 ///
 /// The backend must implement `exit_event` with [`exit_event`] (checked: [`ServeError::NoExitEvent`]).
-/// Each connection gets a fresh `VhostUserDaemon` (new vrings and worker threads); after the
+/// Each connection gets a fresh [`vhost_backend::Handler`] (new vrings and worker threads); after the
 /// frontend disconnects, `backend.reset_device()` runs and the server listens again. Errors of a
 /// single connection are logged, not returned: a broken frontend must not end the server.
 pub fn serve_until<T>(
@@ -278,9 +300,7 @@ pub fn serve_until<T>(
     stop: &StopHandle,
 ) -> Result<(), ServeError>
 where
-    T: VhostUserBackend + Clone + 'static,
-    T::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
-    T::Vring: Clone + Send + Sync,
+    T: Backend,
 {
     check_exit_event(&backend)?;
     let listener = bind(socket)?;
@@ -289,38 +309,51 @@ where
 
 fn serve_bound<T>(name: &str, bound: Bound, backend: T, stop: &StopHandle) -> Result<(), ServeError>
 where
-    T: VhostUserBackend + Clone + 'static,
-    T::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
-    T::Vring: Clone + Send + Sync,
+    T: Backend,
 {
     let listener = &bound.listener;
     while !stop.is_stopped() {
         if !wait_readable(listener, stop)? {
             break;
         }
-        let mut daemon = VhostUserDaemon::new(
-            name.to_string(),
-            backend.clone(),
-            GuestMemoryAtomic::new(GuestMemoryMmap::new()),
-        )
-        .map_err(|e| ServeError::NewDaemon(e.to_string()))?;
-        let mut l = Listener::from(listener.try_clone().map_err(ServeError::CloneListener)?);
-        daemon
-            .start(&mut l)
+        let (stream, _) = listener
+            .accept()
             .map_err(|e| ServeError::Accept(e.to_string()))?;
-        tracing::info!("frontend connected");
-        stop.set_current(daemon.shutdown_handle());
-        match daemon.wait() {
-            Ok(())
-            | Err(vhost_user_backend::Error::HandleRequest(
-                vhost::vhost_user::Error::Disconnected | vhost::vhost_user::Error::PartialMessage,
-            )) => tracing::info!("frontend disconnected"),
-            Err(e) => tracing::warn!("connection ended with an error: {e}"),
+        tracing::info!(server = name, "frontend connected");
+        let handler = match vhost_backend::Handler::new(backend.clone()) {
+            Ok(h) => Arc::new(Mutex::new(h)),
+            Err(e) => {
+                tracing::warn!("setting up the connection: {e}");
+                continue;
+            }
+        };
+        stop.set_current(stream.try_clone().ok());
+        let mut requests = BackendReqHandler::from_stream(stream, handler.clone());
+        loop {
+            match requests.handle_request() {
+                Ok(()) => {}
+                Err(
+                    vhost::vhost_user::Error::Disconnected
+                    | vhost::vhost_user::Error::PartialMessage,
+                ) => {
+                    tracing::info!("frontend disconnected");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("connection ended with an error: {e}");
+                    break;
+                }
+            }
         }
         stop.set_current(None);
-        // Dropping the daemon drops its handler: worker threads get their exit event and are
-        // joined before the device state is reset for the next frontend.
-        drop(daemon);
+        // The worker threads end (their exit events) before the device is reset for the next
+        // frontend.
+        handler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop();
+        drop(requests);
+        drop(handler);
         backend.reset_device();
     }
     tracing::info!("stopped");

@@ -15,6 +15,8 @@ use vm_memory::{Bytes, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{EventConsumer, EventNotifier};
 
+use tessera_server_common::vhost_backend::{Inflight, TrackInflight};
+
 use crate::port::Port;
 
 type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
@@ -34,6 +36,7 @@ const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
 struct Rx {
     vring: Option<VringRwLock<Mem>>,
     mem: Option<Mem>,
+    inflight: Option<Arc<Inflight>>,
 }
 
 pub struct ConsoleBackend {
@@ -41,6 +44,8 @@ pub struct ConsoleBackend {
     event_idx: AtomicBool,
     mem: Mutex<Option<Mem>>,
     rx: Arc<Mutex<Rx>>,
+    /// The frontend's inflight area (requests are marked while we work on them).
+    inflight: Mutex<Option<Arc<Inflight>>>,
 }
 
 impl ConsoleBackend {
@@ -53,6 +58,7 @@ impl ConsoleBackend {
             event_idx: AtomicBool::new(false),
             mem: Mutex::new(None),
             rx,
+            inflight: Mutex::new(None),
         }
     }
 
@@ -65,6 +71,11 @@ impl ConsoleBackend {
 
     /// Drain the transmit queue into the port's sink.
     fn transmit(&self, vring: &VringRwLock<Mem>, mem: &Mem) {
+        let inflight = self
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         loop {
             let guard = mem.memory();
             let Some(chain) = vring
@@ -75,8 +86,19 @@ impl ConsoleBackend {
                 break;
             };
             let head = chain.head_index();
+            // Output our predecessor took and did not complete may already be out: drop it
+            // rather than write it twice (at most what was in flight is lost).
+            let resubmitted = inflight
+                .as_ref()
+                .is_some_and(|i| i.is_marked(TX_QUEUE, head));
+            if let Some(i) = &inflight {
+                i.begin(TX_QUEUE, head);
+            }
             let mut taken = 0usize;
             for desc in chain {
+                if resubmitted {
+                    break;
+                }
                 // Transmit buffers are driver-written; device-writable ones have no meaning here.
                 if desc.is_write_only() {
                     continue;
@@ -93,12 +115,29 @@ impl ConsoleBackend {
                     break;
                 }
             }
-            if let Err(e) = vring.add_used(head, 0) {
-                tracing::warn!("add_used: {e}");
-                break;
-            }
+            complete(inflight.as_deref(), TX_QUEUE, vring, head, 0);
             signal(vring);
         }
+    }
+}
+
+/// Publish `head` on the used ring, bracketed by the inflight protocol.
+fn complete(
+    inflight: Option<&Inflight>,
+    queue: u16,
+    vring: &VringRwLock<Mem>,
+    head: u16,
+    len: u32,
+) {
+    if let Some(i) = inflight {
+        i.completing(queue, head);
+    }
+    if let Err(e) = vring.add_used(head, len) {
+        tracing::warn!("add_used: {e}");
+        return;
+    }
+    if let Some(i) = inflight {
+        i.completed(queue, head, vring.get_ref().get_queue().next_used());
     }
 }
 
@@ -129,6 +168,11 @@ fn deliver_input(port: &Port, rx: &Mutex<Rx>) {
             return;
         };
         let head = chain.head_index();
+        // A receive buffer our predecessor took holds nothing the guest has seen: it is filled
+        // afresh (input it had taken is lost with it, never delivered twice).
+        if let Some(i) = &rx.inflight {
+            i.begin(RX_QUEUE, head);
+        }
         let mut written = 0u32;
         for desc in chain {
             if !desc.is_write_only() {
@@ -144,11 +188,18 @@ fn deliver_input(port: &Port, rx: &Mutex<Rx>) {
             }
             written += bytes.len() as u32;
         }
-        if let Err(e) = vring.add_used(head, written) {
-            tracing::warn!("add_used: {e}");
-            return;
-        }
+        complete(rx.inflight.as_deref(), RX_QUEUE, vring, head, written);
         signal(vring);
+    }
+}
+
+impl TrackInflight for ConsoleBackend {
+    fn set_inflight(&self, inflight: Option<Arc<Inflight>>) {
+        self.rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inflight = inflight.clone();
+        *self.inflight.lock().unwrap_or_else(PoisonError::into_inner) = inflight;
     }
 }
 
@@ -176,6 +227,7 @@ impl VhostUserBackend for ConsoleBackend {
         self.event_idx.store(false, Ordering::Release);
         *self.mem.lock().unwrap_or_else(PoisonError::into_inner) = None;
         *self.rx.lock().unwrap_or_else(PoisonError::into_inner) = Rx::default();
+        *self.inflight.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     fn set_event_idx(&self, enabled: bool) {

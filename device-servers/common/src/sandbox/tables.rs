@@ -4,9 +4,9 @@
 //! supervisor and QMP tests, QEMU over vhost-user with reconnects); docs/sandbox.md says how to
 //! redo that after a dependency update.
 //!
-//! Enforcement: the union of a server's classes is one filter on every thread (TSYNC). The
-//! vhost-user and vring threads are started by `vhost-user-backend`, and tessera-console's I/O
-//! threads before the sandbox, so no class can be narrowed at a thread's start; the split keeps
+//! Enforcement: the union of a server's classes is one filter on every thread (TSYNC). The vring
+//! workers are started per connection (`vhost_backend::worker`), and tessera-console's I/O
+//! threads before the sandbox, so no class is narrowed at a thread's start yet; the split keeps
 //! each row's reason next to the thread that needs it.
 //!
 //! Names are x86_64's; where aarch64/riscv64 only have the newer call (`ppoll`, `epoll_pwait`,
@@ -86,7 +86,8 @@ pub const SIGNALS: &[Sys] = &[
     sys!(SYS_shutdown, "stop: shutting the current connection down"),
 ];
 
-/// The vhost-user protocol thread: frontend messages, the fds they carry, the mem table.
+/// The vhost-user protocol (the main thread, `serve_bound`): frontend messages, the fds they
+/// carry, the mem table, the inflight area.
 pub const VHOST_USER: &[Sys] = &[
     sys!(
         SYS_recvmsg,
@@ -95,6 +96,16 @@ pub const VHOST_USER: &[Sys] = &[
     sys!(SYS_sendmsg, "vhost-user replies"),
     sys!(SYS_epoll_ctl, "kick eventfds into the vring workers' epoll"),
     sys!(SYS_shutdown, "ending the connection"),
+    sys!(
+        SYS_memfd_create,
+        "GET_INFLIGHT_FD: the inflight area handed to the frontend"
+    ),
+    sys!(SYS_ftruncate, "GET_INFLIGHT_FD: sizing that area"),
+    sys!(
+        SYS_fstat,
+        "SET_INFLIGHT_FD: the size of the area the frontend hands back"
+    ),
+    sys!(SYS_statx, "SET_INFLIGHT_FD: the same, as std asks for it"),
 ];
 
 /// vring workers: kicks in, requests processed, calls out.
