@@ -322,6 +322,9 @@ struct Launch {
     fds: Vec<(RawFd, RawFd)>,
     stdin_null: bool,
     own_group: bool,
+    /// The launcher's half of a device server's sandbox: `no_new_privs` and no core dumps, set
+    /// before `exec` (the server adds namespaces, rlimits, Landlock and seccomp itself).
+    confine: bool,
 }
 
 impl Launch {
@@ -333,9 +336,10 @@ impl Launch {
         }
         let fds = self.fds.clone();
         let own_group = self.own_group;
+        let confine = self.confine;
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs in the child between fork and exec and only makes
-        // async-signal-safe system calls (prctl, getppid, setpgid, fcntl, dup2, close) on plain
+        // async-signal-safe system calls (prctl, getppid, setpgid, setrlimit, fcntl, dup2, close) on plain
         // integers; it allocates nothing (the Vec was cloned before the fork) and takes no locks.
         unsafe {
             cmd.pre_exec(move || {
@@ -350,6 +354,18 @@ impl Launch {
                 // supervisor, which stops them in order.
                 if own_group && libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if confine {
+                    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let none = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_CORE, &none) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 // Move every fd out of the way first, then into place, so a source fd that
                 // happens to equal a target number is never clobbered.
@@ -495,6 +511,7 @@ impl Supervisor {
                     // The terminal's input belongs to the cluster that has it.
                     stdin_null: stdio_cluster,
                     own_group: true,
+                    confine: true,
                 },
                 pid: None,
                 socket: Some(socket),
@@ -596,6 +613,7 @@ impl Supervisor {
                     stdin_null: c.serial != Serial::Stdio,
                     // The cluster on the terminal stays in its process group, so it may read it.
                     own_group: c.serial != Serial::Stdio,
+                    confine: false,
                 },
                 pid: None,
                 socket: None,

@@ -251,6 +251,8 @@ fn x_device_restart_replaces_a_device_server_process_and_counts_it() {
         .and_then(|a| a.iter().find(|p| p["id"] == "con0").cloned())
         .unwrap_or_default();
     assert_eq!(con["sandbox"]["confined"], false, "{con}");
+    // The launcher's half holds even then: no_new_privs is set before exec.
+    assert_eq!(con["sandbox"]["no-new-privs"], true, "{con}");
     let (r, events) = q.execute_with("x-device-restart", serde_json::json!({"id": "con0"}));
     assert!(r.get("return").is_some(), "{r}");
     // The restart is done when the reply comes, and its event came first.
