@@ -83,6 +83,8 @@ pub struct PieceInfo {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PieceState {
+    /// Not started yet (the machine is coming up) or waiting to be restarted.
+    Starting,
     Running,
     Exited(i32),
 }
@@ -90,6 +92,7 @@ pub enum PieceState {
 impl PieceState {
     pub fn name(self) -> &'static str {
         match self {
+            PieceState::Starting => "starting",
             PieceState::Running => "running",
             PieceState::Exited(_) => "exited",
         }
@@ -638,7 +641,7 @@ impl Supervisor {
                     PieceKind::Device(d) => layout.devices[d].kind.clone(),
                 },
                 pid: 0,
-                state: PieceState::Exited(0),
+                state: PieceState::Starting,
                 restarts: 0,
             })
             .collect();
@@ -854,6 +857,7 @@ impl Supervisor {
             .saturating_mul(1 << p.quick_failures.saturating_sub(1).min(6))
             .min(RESTART_MAX);
         p.restart_at = Some(Instant::now() + delay);
+        lock(&self.shared.pieces)[idx].state = PieceState::Starting;
         if !self.opts.quiet {
             eprintln!("tessera: device {id} {how}; restarting in {delay:?}");
         }

@@ -230,9 +230,17 @@ queues = 4
         std::thread::sleep(Duration::from_millis(10));
     }
     let mut q = Qmp::connect(&sock);
-    let (cpu, _, _) = piece(&mut q, "app");
-    let (blk, _, _) = piece(&mut q, "disk0");
-    assert!(cpu > 1 && blk > 1, "bad pids {cpu} {blk}");
+    // QMP is up before the pieces: wait until every one runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (cpu, blk) = loop {
+        let (cpu, _, cs) = piece(&mut q, "app");
+        let (blk, _, bs) = piece(&mut q, "disk0");
+        if cs == "running" && bs == "running" && cpu > 1 && blk > 1 {
+            break (cpu, blk);
+        }
+        assert!(Instant::now() < deadline, "pieces did not start: {cs} {bs}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(cpu as i32),
         nix::sys::signal::Signal::SIGKILL,
