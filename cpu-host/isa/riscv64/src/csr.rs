@@ -282,7 +282,11 @@ impl Hart {
         let c = &mut self.csr;
         match num {
             SSTATUS => {
-                c.mstatus = (c.mstatus & !ms::S_WRITABLE) | (v & ms::S_WRITABLE);
+                let new = (c.mstatus & !ms::S_WRITABLE) | (v & ms::S_WRITABLE);
+                if (new ^ c.mstatus) & (ms::SUM | ms::MXR) != 0 {
+                    self.cpu.tlb.flush();
+                }
+                c.mstatus = new;
                 self.update_interrupt_enables();
             }
             SIE => {
@@ -306,15 +310,34 @@ impl Hart {
                 self.write_mip_bits(mask, v);
             }
             SATP => {
-                // Bare only for now: a write selecting an unsupported mode has no effect (WARL).
-                if v >> 60 == 0 {
-                    c.satp = 0;
+                // Bare, Sv39, Sv48, Sv57; a write selecting another mode has no effect (WARL).
+                // ASIDs are not implemented (ASIDLEN 0: the field reads 0), so every change
+                // flushes the TLB and the translated blocks (they are keyed by virtual pc).
+                use crate::mmu::satp_mode;
+                if matches!(
+                    v >> 60,
+                    satp_mode::BARE | satp_mode::SV39 | satp_mode::SV48 | satp_mode::SV57
+                ) {
+                    let new = if v >> 60 == satp_mode::BARE {
+                        0
+                    } else {
+                        v & ((0xf << 60) | ((1 << 44) - 1))
+                    };
+                    if new != c.satp {
+                        c.satp = new;
+                        self.cpu.tlb.flush();
+                        self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
+                    }
                 }
             }
             MSTATUS => {
                 let mut new = (c.mstatus & !ms::M_WRITABLE) | (v & ms::M_WRITABLE);
                 if (new & ms::MPP) >> ms::MPP_SHIFT == 2 {
                     new = (new & !ms::MPP) | (c.mstatus & ms::MPP); // reserved MPP: keep the old one
+                }
+                // The TLB holds permissions for one privilege and one SUM/MXR/MPRV setting.
+                if (new ^ c.mstatus) & (ms::SUM | ms::MXR | ms::MPRV | ms::MPP) != 0 {
+                    self.cpu.tlb.flush();
                 }
                 c.mstatus = new;
                 self.update_interrupt_enables();

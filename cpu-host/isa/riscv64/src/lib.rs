@@ -53,9 +53,9 @@ pub const ISA_EXTENSIONS: &[&str] = &[
     "zihintpause",
 ];
 
-/// `mmu-type` for the FDT. satp only accepts Bare so far, and the binding's `riscv,none` says so
-/// (U-Boot refuses a CPU node without `mmu-type`).
-pub const MMU_TYPE: &str = "riscv,none";
+/// `mmu-type` for the FDT: the largest mode satp accepts (Bare, Sv39, Sv48 and Sv57 are
+/// implemented, `mmu.rs`), as QEMU's default rv64 CPU says.
+pub const MMU_TYPE: &str = "riscv,sv57";
 
 /// `mip`/`mie` bit numbers.
 pub mod irq {

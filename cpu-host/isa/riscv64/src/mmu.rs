@@ -3,7 +3,10 @@
 //! loads and stores) and the access faults.
 
 use crate::cause;
+use crate::csr::ms;
 use crate::hart::Hart;
+use crate::Priv;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tessera_dbt::guest::AtomicKind;
 use tessera_dbt::tlb::{PAGE_MASK, PAGE_SIZE};
 use tessera_dbt::{mem, Trapped};
@@ -15,20 +18,186 @@ pub enum AccessType {
     Store,
 }
 
+/// satp.MODE values.
+pub mod satp_mode {
+    pub const BARE: u64 = 0;
+    pub const SV39: u64 = 8;
+    pub const SV48: u64 = 9;
+    pub const SV57: u64 = 10;
+}
+
+/// Page-table entry bits (privileged spec §12.4).
+mod pte {
+    pub const V: u64 = 1 << 0;
+    pub const R: u64 = 1 << 1;
+    pub const W: u64 = 1 << 2;
+    pub const X: u64 = 1 << 3;
+    pub const U: u64 = 1 << 4;
+    pub const A: u64 = 1 << 6;
+    pub const D: u64 = 1 << 7;
+    /// Bits 63:54 (N, PBMT, reserved): none of Svnapot/Svpbmt is implemented, so any set bit is a
+    /// page fault.
+    pub const RESERVED: u64 = 0x3ff << 54;
+    pub const PPN_SHIFT: u32 = 10;
+    pub const PPN_MASK: u64 = (1 << 44) - 1;
+}
+
+/// What a successful walk found: the physical address and what the leaf allows the access's
+/// privilege (for filling the TLB).
+#[derive(Debug, Clone, Copy)]
+pub struct Translation {
+    pub paddr: u64,
+    pub read: bool,
+    /// Write allowed and D already set (a first store takes the slow path to set D).
+    pub write: bool,
+}
+
+impl AccessType {
+    fn page_fault(self) -> u64 {
+        match self {
+            AccessType::Fetch => cause::INSN_PAGE_FAULT,
+            AccessType::Load => cause::LOAD_PAGE_FAULT,
+            AccessType::Store => cause::STORE_PAGE_FAULT,
+        }
+    }
+    fn access_fault(self) -> u64 {
+        match self {
+            AccessType::Fetch => cause::INSN_ACCESS,
+            AccessType::Load => cause::LOAD_ACCESS,
+            AccessType::Store => cause::STORE_ACCESS,
+        }
+    }
+}
+
 impl Hart {
-    /// Virtual → physical. `Err(cause)` for a page fault (never in bare mode).
-    #[inline]
-    pub fn translate_addr(&self, vaddr: u64, _access: AccessType) -> Result<u64, u64> {
-        Ok(vaddr)
+    /// The privilege data accesses use: MPRV in M-mode makes loads and stores use MPP.
+    fn data_priv(&self) -> Priv {
+        if self.priv_ == Priv::M && self.csr.mstatus & ms::MPRV != 0 {
+            Priv::from_bits((self.csr.mstatus & ms::MPP) >> ms::MPP_SHIFT)
+        } else {
+            self.priv_
+        }
     }
 
-    /// Fill the TLB for the page containing `vaddr` (physical `paddr`) if the whole page is host
-    /// memory. Write permission only for writable pages that hold no translated code.
-    fn refill(&mut self, vaddr: u64, paddr: u64) {
-        let ppage = paddr & PAGE_MASK;
+    /// Virtual → physical. `Err(cause)` for a page fault (or an access fault on a page-table
+    /// entry outside RAM).
+    #[inline]
+    pub fn translate_addr(&self, vaddr: u64, access: AccessType) -> Result<u64, u64> {
+        self.translate_full(vaddr, access).map(|t| t.paddr)
+    }
+
+    /// Sv39/Sv48/Sv57 page walk with every permission rule, hardware A/D updates (as QEMU),
+    /// superpage alignment and reserved-bit checks.
+    pub fn translate_full(&self, vaddr: u64, access: AccessType) -> Result<Translation, u64> {
+        let priv_ = match access {
+            AccessType::Fetch => self.priv_,
+            _ => self.data_priv(),
+        };
+        let mode = self.csr.satp >> 60;
+        let identity = Translation {
+            paddr: vaddr,
+            read: true,
+            write: true,
+        };
+        if priv_ == Priv::M || mode == satp_mode::BARE {
+            return Ok(identity);
+        }
+        let levels: u32 = match mode {
+            satp_mode::SV39 => 3,
+            satp_mode::SV48 => 4,
+            satp_mode::SV57 => 5,
+            _ => return Ok(identity),
+        };
+        let fault = access.page_fault();
+        let va_bits = 12 + 9 * levels;
+        // Bits above the virtual address must all equal its top bit.
+        let top = (vaddr as i64) >> (va_bits - 1);
+        if top != 0 && top != -1 {
+            return Err(fault);
+        }
+        let mstatus = self.csr.mstatus;
+        let mut table = (self.csr.satp & pte::PPN_MASK) << 12;
+        for level in (0..levels).rev() {
+            let vpn = (vaddr >> (12 + 9 * level)) & 0x1ff;
+            let pte_addr = table + vpn * 8;
+            let Some((host, writable)) = self.phys.host_addr(pte_addr, 8) else {
+                return Err(access.access_fault());
+            };
+            // SAFETY: `host_addr` checked the 8 bytes are mapped host memory; the address is
+            // 8-byte aligned (table is page aligned, vpn * 8), so this is an aligned atomic.
+            let cell = unsafe { &*(host as *const AtomicU64) };
+            let mut e = cell.load(Ordering::Acquire);
+            if e & pte::V == 0 || (e & pte::R == 0 && e & pte::W != 0) || e & pte::RESERVED != 0 {
+                return Err(fault);
+            }
+            if e & (pte::R | pte::X) == 0 {
+                // Pointer to the next level (A, D, U must be clear in a non-leaf entry).
+                if e & (pte::A | pte::D | pte::U) != 0 {
+                    return Err(fault);
+                }
+                table = ((e >> pte::PPN_SHIFT) & pte::PPN_MASK) << 12;
+                continue;
+            }
+            // Leaf. Privilege: U pages are for U-mode, and for S-mode data accesses with SUM.
+            let user = e & pte::U != 0;
+            match priv_ {
+                Priv::U if !user => return Err(fault),
+                Priv::S if user && (access == AccessType::Fetch || mstatus & ms::SUM == 0) => {
+                    return Err(fault)
+                }
+                _ => {}
+            }
+            let readable = e & pte::R != 0 || (mstatus & ms::MXR != 0 && e & pte::X != 0);
+            let allowed = match access {
+                AccessType::Fetch => e & pte::X != 0,
+                AccessType::Load => readable,
+                AccessType::Store => e & pte::W != 0,
+            };
+            if !allowed {
+                return Err(fault);
+            }
+            // A superpage's low PPN bits must be zero.
+            let ppn = (e >> pte::PPN_SHIFT) & pte::PPN_MASK;
+            if level > 0 && ppn & ((1 << (9 * level)) - 1) != 0 {
+                return Err(fault);
+            }
+            // Hardware A/D update: atomically, and only if the entry did not change meanwhile.
+            let want = e
+                | pte::A
+                | if access == AccessType::Store {
+                    pte::D
+                } else {
+                    0
+                };
+            if want != e {
+                if !writable {
+                    return Err(access.access_fault());
+                }
+                match cell.compare_exchange(e, want, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => e = want,
+                    // Someone changed the entry: walk again from the top.
+                    Err(_) => return self.translate_full(vaddr, access),
+                }
+            }
+            let offset_mask = (1u64 << (12 + 9 * level)) - 1;
+            let paddr = ((ppn << 12) & !offset_mask) | (vaddr & offset_mask);
+            return Ok(Translation {
+                paddr,
+                read: readable,
+                write: e & pte::W != 0 && e & pte::D != 0,
+            });
+        }
+        Err(fault)
+    }
+
+    /// Fill the TLB for the page containing `vaddr` if the whole physical page is host memory,
+    /// with what the translation allows. Write permission only for writable pages that hold no
+    /// translated code.
+    fn refill(&mut self, vaddr: u64, t: Translation) {
+        let ppage = t.paddr & PAGE_MASK;
         if let Some((host, writable)) = self.phys.host_addr(ppage, PAGE_SIZE) {
-            let w = writable && !self.cpu.code_pages.contains_key(&(ppage >> 12));
-            self.cpu.tlb.fill(vaddr, host, true, w, true);
+            let w = t.write && writable && !self.cpu.code_pages.contains_key(&(ppage >> 12));
+            self.cpu.tlb.fill(vaddr, host, t.read, w, false);
         }
     }
 
@@ -41,12 +210,13 @@ impl Hart {
             }
             return Ok(v);
         }
-        let paddr = match self.translate_addr(vaddr, AccessType::Load) {
-            Ok(p) => p,
+        let t = match self.translate_full(vaddr, AccessType::Load) {
+            Ok(t) => t,
             Err(c) => return Err(self.raise(c, vaddr)),
         };
+        let paddr = t.paddr;
         if let Some((h, _)) = self.phys.host_addr(paddr, size) {
-            self.refill(vaddr, paddr);
+            self.refill(vaddr, t);
             // SAFETY: `host_addr` checked the access lies in mapped host memory.
             return Ok(unsafe { mem::load(h, size_log2) });
         }
@@ -76,13 +246,14 @@ impl Hart {
             }
             return Ok(());
         }
-        let paddr = match self.translate_addr(vaddr, AccessType::Store) {
-            Ok(p) => p,
+        let t = match self.translate_full(vaddr, AccessType::Store) {
+            Ok(t) => t,
             Err(c) => return Err(self.raise(c, vaddr)),
         };
+        let paddr = t.paddr;
         match self.phys.host_addr(paddr, size) {
             Some((h, true)) => {
-                self.refill(vaddr, paddr);
+                self.refill(vaddr, t);
                 // SAFETY: `host_addr` checked the access lies in mapped, writable host memory.
                 unsafe { mem::store(h, size_log2, value) };
                 self.cpu.note_store(paddr, size);

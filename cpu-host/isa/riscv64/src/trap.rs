@@ -63,6 +63,10 @@ impl Hart {
     }
 
     pub(crate) fn set_priv(&mut self, p: Priv) {
+        // The TLB holds one privilege's permissions (U pages, SUM); bare mode has none.
+        if p != self.priv_ && self.csr.satp != 0 {
+            self.cpu.tlb.flush();
+        }
         self.priv_ = p;
         self.update_interrupt_enables();
     }
@@ -162,7 +166,12 @@ impl Hart {
         if self.priv_ == Priv::S && self.csr.mstatus & ms::TVM != 0 {
             return Err(self.illegal());
         }
+        // No ASIDs and no per-page tracking of translated code by virtual address: every form
+        // flushes the whole TLB and, with paging on, the translated blocks (keyed by virtual pc).
         self.cpu.tlb.flush();
+        if self.csr.satp != 0 {
+            self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
+        }
         Ok(())
     }
 }
