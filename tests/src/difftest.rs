@@ -133,6 +133,37 @@ const I_OPS: &[&str] = &["addi", "slti", "sltiu", "xori", "ori", "andi", "addiw"
 const SHIFT64: &[&str] = &["slli", "srli", "srai"];
 const SHIFT32: &[&str] = &["slliw", "srliw", "sraiw"];
 const BRANCHES: &[&str] = &["beq", "bne", "blt", "bge", "bltu", "bgeu"];
+/// Zba/Zbb/Zbs register-register forms.
+const ZB_R: &[&str] = &[
+    "sh1add",
+    "sh2add",
+    "sh3add",
+    "add.uw",
+    "sh1add.uw",
+    "sh2add.uw",
+    "sh3add.uw",
+    "andn",
+    "orn",
+    "xnor",
+    "min",
+    "minu",
+    "max",
+    "maxu",
+    "rol",
+    "ror",
+    "rolw",
+    "rorw",
+    "bclr",
+    "bset",
+    "binv",
+    "bext",
+];
+/// Zbb one-operand forms.
+const ZB_UNARY: &[&str] = &[
+    "clz", "ctz", "cpop", "clzw", "ctzw", "cpopw", "sext.b", "sext.h", "zext.h", "orc.b", "rev8",
+];
+/// Zba/Zbb/Zbs forms with a 6-bit immediate.
+const ZB_SHIFT6: &[&str] = &["slli.uw", "rori", "bclri", "bseti", "binvi", "bexti"];
 const AMO_OPS: &[&str] = &[
     "amoswap", "amoadd", "amoxor", "amoand", "amoor", "amomin", "amomax", "amominu", "amomaxu",
 ];
@@ -223,7 +254,38 @@ impl Gen {
         while avoid.contains(&rd) {
             rd = self.rd();
         }
-        match self.rng.below(10) {
+        match self.rng.below(13) {
+            9 => format!(
+                "{} {}, {}, {}",
+                self.rng.pick(ZB_R),
+                x(rd),
+                x(self.rs()),
+                x(self.rs())
+            ),
+            10 => match self.rng.below(4) {
+                0 => format!("{} {}, {}", self.rng.pick(ZB_UNARY), x(rd), x(self.rs())),
+                1 => format!(
+                    "{} {}, {}, {}",
+                    self.rng.pick(ZB_SHIFT6),
+                    x(rd),
+                    x(self.rs()),
+                    self.rng.range(0, 63)
+                ),
+                2 => format!(
+                    "roriw {}, {}, {}",
+                    x(rd),
+                    x(self.rs()),
+                    self.rng.range(0, 31)
+                ),
+                // Zicond, as .insn (Debian 12's binutils predates it): czero.eqz / czero.nez.
+                _ => format!(
+                    ".insn r 0x33, {}, 7, {}, {}, {}",
+                    if self.rng.chance(1, 2) { 5 } else { 7 },
+                    x(rd),
+                    x(self.rs()),
+                    x(self.rs())
+                ),
+            },
             0..=3 => format!(
                 "{} {}, {}, {}",
                 self.rng.pick(R_OPS),
@@ -589,9 +651,9 @@ pub struct Program {
 impl Program {
     pub fn march(&self) -> &'static str {
         if self.compressed {
-            "rv64imac_zicsr"
+            "rv64imac_zicsr_zba_zbb_zbs"
         } else {
-            "rv64ima_zicsr"
+            "rv64ima_zicsr_zba_zbb_zbs"
         }
     }
 }
@@ -1004,6 +1066,8 @@ impl Emulator for Qemu {
         run_cmd(
             Command::new(&self.binary)
                 .args(["-M", "virt", "-m", "256M", "-smp", "1", "-bios", "none"])
+                // QEMU's default rv64 CPU lacks Zicond, which Tessera implements.
+                .args(["-cpu", "rv64,zicond=true"])
                 .args([
                     "-nographic",
                     "-monitor",
@@ -1421,6 +1485,9 @@ mod tests {
             .chain(SHIFT64)
             .chain(SHIFT32)
             .chain(BRANCHES)
+            .chain(ZB_R)
+            .chain(ZB_UNARY)
+            .chain(ZB_SHIFT6)
         {
             assert!(ops.contains(op), "{op} never generated");
         }

@@ -53,6 +53,142 @@ pub enum AmoOp {
     MaxU,
 }
 
+/// A one-operand bit operation (RISC-V Zbb and their equivalents elsewhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum UnOp {
+    /// Leading / trailing zeros, set bits (64 for 0 where a count is asked of nothing).
+    Clz,
+    Ctz,
+    Cpop,
+    /// The same on the low 32 bits (result zero-extended counts).
+    ClzW,
+    CtzW,
+    CpopW,
+    /// Byte reverse.
+    Rev8,
+    /// Each byte: 0xff if non-zero, else 0.
+    OrcB,
+    SextB,
+    SextH,
+    ZextH,
+    /// Zero-extend the low 32 bits.
+    ZextW,
+}
+
+impl UnOp {
+    #[inline(always)]
+    pub fn eval(self, a: u64) -> u64 {
+        match self {
+            UnOp::Clz => a.leading_zeros() as u64,
+            UnOp::Ctz => a.trailing_zeros() as u64,
+            UnOp::Cpop => a.count_ones() as u64,
+            UnOp::ClzW => (a as u32).leading_zeros() as u64,
+            UnOp::CtzW => (a as u32).trailing_zeros() as u64,
+            UnOp::CpopW => (a as u32).count_ones() as u64,
+            UnOp::Rev8 => a.swap_bytes(),
+            UnOp::OrcB => {
+                let mut r = 0u64;
+                for i in 0..8 {
+                    if (a >> (8 * i)) & 0xff != 0 {
+                        r |= 0xff << (8 * i);
+                    }
+                }
+                r
+            }
+            UnOp::SextB => a as i8 as i64 as u64,
+            UnOp::SextH => a as i16 as i64 as u64,
+            UnOp::ZextH => a & 0xffff,
+            UnOp::ZextW => a & 0xffff_ffff,
+        }
+    }
+}
+
+/// A two-operand bit operation (Zba, Zbb, Zbs, Zicond and their equivalents elsewhere). Shift
+/// and bit-index amounts use the low 6 bits (5 for the `W` forms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BinOp {
+    AndN,
+    OrN,
+    XNor,
+    Min,
+    MinU,
+    Max,
+    MaxU,
+    Rol,
+    Ror,
+    /// On the low 32 bits, result sign-extended.
+    RolW,
+    RorW,
+    /// Clear / set / invert / extract bit `b` of `a`.
+    BClr,
+    BSet,
+    BInv,
+    BExt,
+    /// `(a << n) + b`.
+    Sh1Add,
+    Sh2Add,
+    Sh3Add,
+    /// The same with `a` zero-extended from 32 bits first (`add.uw` is `ShAddUw0`).
+    AddUw,
+    Sh1AddUw,
+    Sh2AddUw,
+    Sh3AddUw,
+    /// `zext32(a) << b`.
+    SllUw,
+    /// `b == 0 ? 0 : a` and `b != 0 ? 0 : a`.
+    CZeroEqz,
+    CZeroNez,
+}
+
+impl BinOp {
+    #[inline(always)]
+    pub fn eval(self, a: u64, b: u64) -> u64 {
+        let sh = (b & 63) as u32;
+        let z = a & 0xffff_ffff;
+        match self {
+            BinOp::AndN => a & !b,
+            BinOp::OrN => a | !b,
+            BinOp::XNor => !(a ^ b),
+            BinOp::Min => (a as i64).min(b as i64) as u64,
+            BinOp::MinU => a.min(b),
+            BinOp::Max => (a as i64).max(b as i64) as u64,
+            BinOp::MaxU => a.max(b),
+            BinOp::Rol => a.rotate_left(sh),
+            BinOp::Ror => a.rotate_right(sh),
+            BinOp::RolW => (a as u32).rotate_left((b & 31) as u32) as i32 as i64 as u64,
+            BinOp::RorW => (a as u32).rotate_right((b & 31) as u32) as i32 as i64 as u64,
+            BinOp::BClr => a & !(1u64 << sh),
+            BinOp::BSet => a | (1u64 << sh),
+            BinOp::BInv => a ^ (1u64 << sh),
+            BinOp::BExt => (a >> sh) & 1,
+            BinOp::Sh1Add => (a << 1).wrapping_add(b),
+            BinOp::Sh2Add => (a << 2).wrapping_add(b),
+            BinOp::Sh3Add => (a << 3).wrapping_add(b),
+            BinOp::AddUw => z.wrapping_add(b),
+            BinOp::Sh1AddUw => (z << 1).wrapping_add(b),
+            BinOp::Sh2AddUw => (z << 2).wrapping_add(b),
+            BinOp::Sh3AddUw => (z << 3).wrapping_add(b),
+            BinOp::SllUw => z << sh,
+            BinOp::CZeroEqz => {
+                if b == 0 {
+                    0
+                } else {
+                    a
+                }
+            }
+            BinOp::CZeroNez => {
+                if b != 0 {
+                    0
+                } else {
+                    a
+                }
+            }
+        }
+    }
+}
+
 /// One IR operation. `d` is the destination slot, `a`/`b` sources, `imm` an immediate.
 /// Ops whose name ends in `W` compute on the low 32 bits and sign-extend the result to 64.
 /// Division follows the total convention: x/0 = all ones, x%0 = x, MIN/-1 = MIN, MIN%-1 = 0.
@@ -212,6 +348,27 @@ pub enum Op {
         d: Slot,
         a: Slot,
         b: Slot,
+    },
+
+    /// `d = op(a)`.
+    Unary {
+        op: UnOp,
+        d: Slot,
+        a: Slot,
+    },
+    /// `d = op(a, b)`.
+    Binary {
+        op: BinOp,
+        d: Slot,
+        a: Slot,
+        b: Slot,
+    },
+    /// `d = op(a, imm)` (shift amounts and bit indices as immediates).
+    BinaryI {
+        op: BinOp,
+        d: Slot,
+        a: Slot,
+        imm: u8,
     },
 
     AddI {

@@ -20,6 +20,6 @@ pub mod state;
 pub mod tlb;
 
 pub use guest::{Guest, Trapped};
-pub use ir::{Block, BlockBuilder, Cond, Op, Slot, Terminator};
+pub use ir::{BinOp, Block, BlockBuilder, Cond, Op, Slot, Terminator, UnOp};
 pub use signals::VcpuSignals;
 pub use state::CpuState;

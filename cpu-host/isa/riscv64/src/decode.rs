@@ -421,7 +421,7 @@ fn c_sdsp(x: u32) -> Option<Args> {
     })
 }
 
-use trans::{privileged as p, rva as a, rvi as i, rvm as m, zicsr as z};
+use trans::{privileged as p, rva as a, rvi as i, rvm as m, zb as b, zicsr as z};
 
 /// The 32-bit encodings of RV64IMA + Zicsr + Zifencei + the privileged instructions.
 #[rustfmt::skip]
@@ -476,6 +476,52 @@ pub static TABLE32: &[Pattern] = &[
     pat("sllw",   "0000000 ----- ----- 001 ----- 0111011", f_r, i::sllw),
     pat("srlw",   "0000000 ----- ----- 101 ----- 0111011", f_r, i::srlw),
     pat("sraw",   "0100000 ----- ----- 101 ----- 0111011", f_r, i::sraw),
+    // Zba
+    pat("sh1add",    "0010000 ----- ----- 010 ----- 0110011", f_r, b::sh1add),
+    pat("sh2add",    "0010000 ----- ----- 100 ----- 0110011", f_r, b::sh2add),
+    pat("sh3add",    "0010000 ----- ----- 110 ----- 0110011", f_r, b::sh3add),
+    pat("add.uw",    "0000100 ----- ----- 000 ----- 0111011", f_r, b::add_uw),
+    pat("sh1add.uw", "0010000 ----- ----- 010 ----- 0111011", f_r, b::sh1add_uw),
+    pat("sh2add.uw", "0010000 ----- ----- 100 ----- 0111011", f_r, b::sh2add_uw),
+    pat("sh3add.uw", "0010000 ----- ----- 110 ----- 0111011", f_r, b::sh3add_uw),
+    pat("slli.uw",   "000010 ------ ----- 001 ----- 0011011", f_sh6, b::slli_uw),
+    // Zbb
+    pat("andn",      "0100000 ----- ----- 111 ----- 0110011", f_r, b::andn),
+    pat("orn",       "0100000 ----- ----- 110 ----- 0110011", f_r, b::orn),
+    pat("xnor",      "0100000 ----- ----- 100 ----- 0110011", f_r, b::xnor),
+    pat("clz",       "0110000 00000 ----- 001 ----- 0010011", f_r, b::clz),
+    pat("ctz",       "0110000 00001 ----- 001 ----- 0010011", f_r, b::ctz),
+    pat("cpop",      "0110000 00010 ----- 001 ----- 0010011", f_r, b::cpop),
+    pat("sext.b",    "0110000 00100 ----- 001 ----- 0010011", f_r, b::sext_b),
+    pat("sext.h",    "0110000 00101 ----- 001 ----- 0010011", f_r, b::sext_h),
+    pat("clzw",      "0110000 00000 ----- 001 ----- 0011011", f_r, b::clzw),
+    pat("ctzw",      "0110000 00001 ----- 001 ----- 0011011", f_r, b::ctzw),
+    pat("cpopw",     "0110000 00010 ----- 001 ----- 0011011", f_r, b::cpopw),
+    pat("max",       "0000101 ----- ----- 110 ----- 0110011", f_r, b::max),
+    pat("maxu",      "0000101 ----- ----- 111 ----- 0110011", f_r, b::maxu),
+    pat("min",       "0000101 ----- ----- 100 ----- 0110011", f_r, b::min),
+    pat("minu",      "0000101 ----- ----- 101 ----- 0110011", f_r, b::minu),
+    pat("zext.h",    "0000100 00000 ----- 100 ----- 0111011", f_r, b::zext_h),
+    pat("rol",       "0110000 ----- ----- 001 ----- 0110011", f_r, b::rol),
+    pat("ror",       "0110000 ----- ----- 101 ----- 0110011", f_r, b::ror),
+    pat("rolw",      "0110000 ----- ----- 001 ----- 0111011", f_r, b::rolw),
+    pat("rorw",      "0110000 ----- ----- 101 ----- 0111011", f_r, b::rorw),
+    pat("rori",      "011000 ------ ----- 101 ----- 0010011", f_sh6, b::rori),
+    pat("roriw",     "0110000 ----- ----- 101 ----- 0011011", f_sh5, b::roriw),
+    pat("orc.b",     "001010000111 ----- 101 ----- 0010011", f_r, b::orc_b),
+    pat("rev8",      "011010111000 ----- 101 ----- 0010011", f_r, b::rev8),
+    // Zbs
+    pat("bclr",      "0100100 ----- ----- 001 ----- 0110011", f_r, b::bclr),
+    pat("bclri",     "010010 ------ ----- 001 ----- 0010011", f_sh6, b::bclri),
+    pat("bext",      "0100100 ----- ----- 101 ----- 0110011", f_r, b::bext),
+    pat("bexti",     "010010 ------ ----- 101 ----- 0010011", f_sh6, b::bexti),
+    pat("binv",      "0110100 ----- ----- 001 ----- 0110011", f_r, b::binv),
+    pat("binvi",     "011010 ------ ----- 001 ----- 0010011", f_sh6, b::binvi),
+    pat("bset",      "0010100 ----- ----- 001 ----- 0110011", f_r, b::bset),
+    pat("bseti",     "001010 ------ ----- 001 ----- 0010011", f_sh6, b::bseti),
+    // Zicond
+    pat("czero.eqz", "0000111 ----- ----- 101 ----- 0110011", f_r, b::czero_eqz),
+    pat("czero.nez", "0000111 ----- ----- 111 ----- 0110011", f_r, b::czero_nez),
     // fence (any fm/pred/succ, incl. the Zihintpause `pause` hint and fence.tso)
     pat("fence",  "---- ---- ---- ----- 000 ----- 0001111", f_none, i::fence),
     // Zifencei

@@ -22,6 +22,7 @@ pub mod privileged;
 pub mod rva;
 pub mod rvi;
 pub mod rvm;
+pub mod zb;
 pub mod zicsr;
 
 use crate::decode::Args;
