@@ -629,6 +629,7 @@ impl Machine {
             .map(|h| AclintHart {
                 msip: line(h, irq::MSI),
                 mtip: line(h, irq::MTI),
+                stip: line(h, irq::STI),
             })
             .collect();
         let aclint = Arc::new(Aclint::new(clock.clone(), aclint_harts).map_err(|source| {
@@ -754,12 +755,14 @@ impl Machine {
         let harts = (0..cfg.harts as usize)
             .map(|h| {
                 let c = clock.clone();
+                let timer = aclint.clone();
                 Hart::new(HartConfig {
                     hartid: h as u64,
                     reset_pc: memmap::MROM.base,
                     phys: phys.clone(),
                     signals: signals[h].clone(),
                     time: Arc::new(move || c.now_ticks()),
+                    stimecmp: Arc::new(move |cmp| timer.set_stimecmp(h, cmp)),
                 })
             })
             .collect();

@@ -141,12 +141,18 @@ pub struct AclintHart {
     pub msip: Arc<dyn IrqLine>,
     /// Machine timer interrupt (mip.MTIP).
     pub mtip: Arc<dyn IrqLine>,
+    /// Supervisor timer interrupt (mip.STIP), driven from the hart's `stimecmp` (Sstc) while the
+    /// hart enables it ([`Aclint::set_stimecmp`]).
+    pub stip: Arc<dyn IrqLine>,
 }
 
 struct State {
     msip: Vec<bool>,
     mtimecmp: Vec<u64>,
     mtip: Vec<bool>,
+    /// Sstc: each hart's `stimecmp` while it drives STIP (`None`: software owns STIP).
+    stimecmp: Vec<Option<u64>>,
+    stip: Vec<bool>,
 }
 
 struct Inner {
@@ -169,6 +175,16 @@ impl Inner {
             }
             if !level {
                 next = Some(next.map_or(cmp, |n| n.min(cmp)));
+            }
+            if let Some(scmp) = s.stimecmp[h] {
+                let level = now >= scmp;
+                if level != s.stip[h] {
+                    s.stip[h] = level;
+                    self.harts[h].stip.set(level);
+                }
+                if !level {
+                    next = Some(next.map_or(scmp, |n| n.min(scmp)));
+                }
             }
         }
         next
@@ -204,6 +220,8 @@ impl Aclint {
             msip: vec![false; n],
             mtimecmp: vec![u64::MAX; n],
             mtip: vec![false; n],
+            stimecmp: vec![None; n],
+            stip: vec![false; n],
         };
         let inner = Arc::new(Inner {
             clock,
@@ -219,6 +237,22 @@ impl Aclint {
     /// The clock this ACLINT counts on.
     pub fn clock(&self) -> &Arc<Clock> {
         &self.inner.clock
+    }
+
+    /// Sstc: hart `hart` wrote `stimecmp` (`Some`) or stopped driving STIP from it (`None`,
+    /// `menvcfg.STCE` cleared: software owns the bit again, left as it was).
+    pub fn set_stimecmp(&self, hart: usize, cmp: Option<u64>) {
+        let mut s = lock(&self.inner.state);
+        if hart >= s.stimecmp.len() {
+            return;
+        }
+        s.stimecmp[hart] = cmp;
+        if cmp.is_none() {
+            s.stip[hart] = false;
+        }
+        self.inner.update_timers(&mut s);
+        drop(s);
+        self.timer.kick();
     }
 
     /// Freeze the clock (QMP `stop`): `mtime` stands still and no timer fires until
@@ -339,6 +373,7 @@ mod tests {
     struct Lines {
         msip: Arc<TestLine>,
         mtip: Arc<TestLine>,
+        stip: Arc<TestLine>,
     }
 
     fn aclint(n: usize) -> (Aclint, Vec<Lines>) {
@@ -346,6 +381,7 @@ mod tests {
             .map(|_| Lines {
                 msip: TestLine::new(),
                 mtip: TestLine::new(),
+                stip: TestLine::new(),
             })
             .collect();
         let harts = lines
@@ -353,6 +389,7 @@ mod tests {
             .map(|l| AclintHart {
                 msip: l.msip.clone(),
                 mtip: l.mtip.clone(),
+                stip: l.stip.clone(),
             })
             .collect();
         let a = Aclint::new(Arc::new(Clock::new(10_000_000)), harts).expect("aclint");
@@ -403,6 +440,27 @@ mod tests {
         w64(&a, MTIMECMP_BASE, u64::MAX);
         assert!(!l[0].mtip.level());
         assert_eq!(r64(&a, MTIMECMP_BASE), u64::MAX);
+    }
+
+    #[test]
+    fn stimecmp_drives_stip_only_while_enabled() {
+        let (a, lines) = aclint(2);
+        let now = a.clock().now_ticks();
+        a.set_stimecmp(1, Some(now + 50_000)); // 5 ms
+        assert!(!lines[1].stip.level());
+        let t = std::time::Instant::now();
+        while !lines[1].stip.level() {
+            assert!(t.elapsed() < Duration::from_secs(5), "STIP never rose");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        a.set_stimecmp(1, Some(u64::MAX));
+        assert!(!lines[1].stip.level());
+        a.set_stimecmp(1, Some(0));
+        assert!(lines[1].stip.level());
+        a.set_stimecmp(1, None); // software owns STIP again: the line is left as it was
+        assert!(lines[1].stip.level());
+        assert!(!lines[0].stip.level());
+        a.set_stimecmp(7, Some(0)); // no such hart: ignored
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod num {
     pub const MTVEC: u16 = 0x305;
     pub const MCOUNTEREN: u16 = 0x306;
     pub const MENVCFG: u16 = 0x30a;
+    pub const STIMECMP: u16 = 0x14d;
     pub const MCOUNTINHIBIT: u16 = 0x320;
     pub const MHPMEVENT3: u16 = 0x323;
     pub const MHPMEVENT31: u16 = 0x33f;
@@ -87,8 +88,10 @@ pub const MISA_VALUE: u64 =
 const MEDELEG_MASK: u64 = 0xbbff;
 const S_INTS: u64 = (1 << irq::SSI) | (1 << irq::STI) | (1 << irq::SEI);
 const ALL_INTS: u64 = S_INTS | (1 << irq::MSI) | (1 << irq::MTI) | (1 << irq::MEI);
-/// `menvcfg`/`senvcfg`: only FIOM exists without Zicbo*, Svpbmt, Sstc, Svadu.
+/// `menvcfg`/`senvcfg`: FIOM; `menvcfg` also STCE (Sstc). Zicbo*, Svpbmt, Svadu are absent.
 const ENVCFG_MASK: u64 = 1;
+/// menvcfg.STCE: `stimecmp` drives STIP.
+pub const MENVCFG_STCE: u64 = 1 << 63;
 const NUM_PMP: usize = 16;
 /// pmpaddr holds address bits 55:2.
 const PMPADDR_MASK: u64 = (1 << 54) - 1;
@@ -105,6 +108,8 @@ pub struct Csrs {
     pub mcause: u64,
     pub mtval: u64,
     pub menvcfg: u64,
+    /// Sstc.
+    pub stimecmp: u64,
     pub mcountinhibit: u64,
     pub stvec: u64,
     pub scounteren: u64,
@@ -141,6 +146,7 @@ impl Csrs {
             mcause: 0,
             mtval: 0,
             menvcfg: 0,
+            stimecmp: u64::MAX,
             mcountinhibit: 0,
             stvec: 0,
             scounteren: 0,
@@ -220,6 +226,15 @@ impl Hart {
             SCAUSE => c.scause,
             STVAL => c.stval,
             SIP => self.mip() & c.mideleg,
+            STIMECMP => {
+                // Sstc: S-mode needs menvcfg.STCE and mcounteren.TM.
+                if self.priv_ != Priv::M
+                    && (c.menvcfg & MENVCFG_STCE == 0 || c.mcounteren & (1 << 1) == 0)
+                {
+                    return None;
+                }
+                c.stimecmp
+            }
             SATP => {
                 if self.priv_ == Priv::S && c.mstatus & ms::TVM != 0 {
                     return None;
@@ -358,14 +373,36 @@ impl Hart {
                 }
             }
             MCOUNTEREN => c.mcounteren = v & 0xffff_ffff,
-            MENVCFG => c.menvcfg = v & ENVCFG_MASK,
+            MENVCFG => {
+                let new = v & (ENVCFG_MASK | MENVCFG_STCE);
+                let toggled = (new ^ c.menvcfg) & MENVCFG_STCE != 0;
+                c.menvcfg = new;
+                if toggled {
+                    let cmp = (new & MENVCFG_STCE != 0).then_some(c.stimecmp);
+                    (self.stimecmp)(cmp);
+                }
+            }
+            STIMECMP => {
+                c.stimecmp = v;
+                if c.menvcfg & MENVCFG_STCE != 0 {
+                    (self.stimecmp)(Some(v));
+                }
+            }
             MCOUNTINHIBIT => c.mcountinhibit = v & 0xffff_fffd,
             MHPMEVENT3..=MHPMEVENT31 | MHPMCOUNTER3..=MHPMCOUNTER31 => {}
             MSCRATCH => c.mscratch = v,
             MEPC => c.mepc = v & !1,
             MCAUSE => c.mcause = v,
             MTVAL => c.mtval = v,
-            MIP => self.write_mip_bits(S_INTS, v),
+            MIP => {
+                // With Sstc enabled, STIP follows stimecmp and is read-only.
+                let mask = if c.menvcfg & MENVCFG_STCE != 0 {
+                    S_INTS & !(1 << irq::STI)
+                } else {
+                    S_INTS
+                };
+                self.write_mip_bits(mask, v)
+            }
             PMPCFG0..=PMPCFG15 => {
                 let first = (num - PMPCFG0) as usize * 4;
                 for k in 0..8 {

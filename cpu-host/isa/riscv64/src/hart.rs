@@ -16,6 +16,8 @@ pub struct HartConfig {
     pub signals: Arc<VcpuSignals>,
     /// The `time` CSR: ticks of the platform timer (the ACLINT's mtime).
     pub time: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Sstc: `stimecmp` to compare with `time` and drive STIP (`None`: STCE off).
+    pub stimecmp: Arc<dyn Fn(Option<u64>) + Send + Sync>,
 }
 
 #[repr(C)]
@@ -27,6 +29,7 @@ pub struct Hart {
     pub(crate) phys: Arc<PhysMap>,
     pub(crate) signals: Arc<VcpuSignals>,
     pub(crate) time: Arc<dyn Fn() -> u64 + Send + Sync>,
+    pub(crate) stimecmp: Arc<dyn Fn(Option<u64>) + Send + Sync>,
 }
 
 impl Hart {
@@ -39,6 +42,7 @@ impl Hart {
             phys: cfg.phys,
             signals: cfg.signals,
             time: cfg.time,
+            stimecmp: cfg.stimecmp,
         });
         h.cpu.pc = cfg.reset_pc;
         h.update_interrupt_enables();

@@ -38,7 +38,7 @@ impl Priv {
 }
 
 /// `riscv,isa` for the FDT: what this frontend implements, nothing more.
-pub const ISA_STRING: &str = "rv64imac_zicntr_zicond_zicsr_zifencei_zihintpause_zba_zbb_zbs";
+pub const ISA_STRING: &str = "rv64imac_zicntr_zicond_zicsr_zifencei_zihintpause_zba_zbb_zbs_sstc";
 /// `riscv,isa-base`.
 pub const ISA_BASE: &str = "rv64i";
 /// `riscv,isa-extensions`.
@@ -55,6 +55,7 @@ pub const ISA_EXTENSIONS: &[&str] = &[
     "zba",
     "zbb",
     "zbs",
+    "sstc",
 ];
 
 /// `mmu-type` for the FDT: the largest mode satp accepts (Bare, Sv39, Sv48 and Sv57 are
