@@ -404,6 +404,9 @@ impl Hart {
                 self.write_mip_bits(mask, v)
             }
             PMPCFG0..=PMPCFG15 => {
+                // Permissions change: cached permissions and translated code go.
+                self.cpu.tlb.flush();
+                self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
                 let first = (num - PMPCFG0) as usize * 4;
                 for k in 0..8 {
                     if let Some(cfg) = c.pmpcfg.get_mut(first + k) {
@@ -418,6 +421,8 @@ impl Hart {
                 }
             }
             PMPADDR0..=PMPADDR63 => {
+                self.cpu.tlb.flush();
+                self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
                 let i = (num - PMPADDR0) as usize;
                 if i < NUM_PMP {
                     let locked = c.pmpcfg[i] & 0x80 != 0;

@@ -70,6 +70,50 @@ impl AccessType {
 }
 
 impl Hart {
+    /// Physical memory protection (privileged spec §3.7): whether `priv_` may make `access` to
+    /// `[paddr, paddr + len)`. The lowest-numbered entry that matches any byte decides; it must
+    /// cover every byte. M-mode is checked only against locked entries; an S/U access that no
+    /// entry matches fails (16 entries are implemented).
+    pub fn pmp_allows(&self, paddr: u64, len: u64, access: AccessType, priv_: Priv) -> bool {
+        let c = &self.csr;
+        let end = paddr.saturating_add(len);
+        for i in 0..c.pmpcfg.len() {
+            let cfg = c.pmpcfg[i];
+            let (lo, hi) = match (cfg >> 3) & 3 {
+                0 => continue,
+                1 => {
+                    let lo = if i == 0 { 0 } else { c.pmpaddr[i - 1] << 2 };
+                    (lo, c.pmpaddr[i] << 2)
+                }
+                2 => {
+                    let lo = c.pmpaddr[i] << 2;
+                    (lo, lo + 4)
+                }
+                _ => {
+                    let ones = c.pmpaddr[i].trailing_ones();
+                    let lo = (c.pmpaddr[i] & !((1u64 << ones) - 1)) << 2;
+                    (lo, lo.saturating_add(8u64 << ones.min(60)))
+                }
+            };
+            if end <= lo || paddr >= hi {
+                continue; // no byte matches
+            }
+            if paddr < lo || end > hi {
+                return false; // matches only part of the access
+            }
+            if priv_ == Priv::M && cfg & 0x80 == 0 {
+                return true;
+            }
+            let bit = match access {
+                AccessType::Load => 1,
+                AccessType::Store => 2,
+                AccessType::Fetch => 4,
+            };
+            return cfg & bit != 0;
+        }
+        priv_ == Priv::M
+    }
+
     /// The privilege data accesses use: MPRV in M-mode makes loads and stores use MPP.
     fn data_priv(&self) -> Priv {
         if self.priv_ == Priv::M && self.csr.mstatus & ms::MPRV != 0 {
@@ -120,6 +164,10 @@ impl Hart {
         for level in (0..levels).rev() {
             let vpn = (vaddr >> (12 + 9 * level)) & 0x1ff;
             let pte_addr = table + vpn * 8;
+            // The walk's reads are S-mode loads as far as PMP is concerned.
+            if !self.pmp_allows(pte_addr, 8, AccessType::Load, Priv::S) {
+                return Err(access.access_fault());
+            }
             let Some((host, writable)) = self.phys.host_addr(pte_addr, 8) else {
                 return Err(access.access_fault());
             };
@@ -196,8 +244,14 @@ impl Hart {
     fn refill(&mut self, vaddr: u64, t: Translation) {
         let ppage = t.paddr & PAGE_MASK;
         if let Some((host, writable)) = self.phys.host_addr(ppage, PAGE_SIZE) {
-            let w = t.write && writable && !self.cpu.code_pages.contains_key(&(ppage >> 12));
-            self.cpu.tlb.fill(vaddr, host, t.read, w, false);
+            // PMP must allow the whole page, or every access takes the slow path.
+            let p = self.data_priv();
+            let r = t.read && self.pmp_allows(ppage, PAGE_SIZE, AccessType::Load, p);
+            let w = t.write
+                && writable
+                && !self.cpu.code_pages.contains_key(&(ppage >> 12))
+                && self.pmp_allows(ppage, PAGE_SIZE, AccessType::Store, p);
+            self.cpu.tlb.fill(vaddr, host, r, w, false);
         }
     }
 
@@ -215,6 +269,9 @@ impl Hart {
             Err(c) => return Err(self.raise(c, vaddr)),
         };
         let paddr = t.paddr;
+        if !self.pmp_allows(paddr, size, AccessType::Load, self.data_priv()) {
+            return Err(self.raise(cause::LOAD_ACCESS, vaddr));
+        }
         if let Some((h, _)) = self.phys.host_addr(paddr, size) {
             self.refill(vaddr, t);
             // SAFETY: `host_addr` checked the access lies in mapped host memory.
@@ -251,6 +308,9 @@ impl Hart {
             Err(c) => return Err(self.raise(c, vaddr)),
         };
         let paddr = t.paddr;
+        if !self.pmp_allows(paddr, size, AccessType::Store, self.data_priv()) {
+            return Err(self.raise(cause::STORE_ACCESS, vaddr));
+        }
         match self.phys.host_addr(paddr, size) {
             Some((h, true)) => {
                 self.refill(vaddr, t);
@@ -296,6 +356,14 @@ impl Hart {
             Ok(p) => p,
             Err(c) => return Err(self.raise(c, vaddr)),
         };
+        // An AMO needs both read and write permission.
+        let p = self.data_priv();
+        if !self.pmp_allows(paddr, size, AccessType::Load, p)
+            || (kind != AtomicKind::LoadReserved
+                && !self.pmp_allows(paddr, size, AccessType::Store, p))
+        {
+            return Err(self.raise(access, vaddr));
+        }
         match self.phys.host_addr(paddr, size) {
             Some((h, true)) => {
                 if kind != AtomicKind::LoadReserved {
@@ -312,6 +380,9 @@ impl Hart {
         let paddr = self
             .translate_addr(vaddr, AccessType::Fetch)
             .map_err(|c| (c, vaddr))?;
+        if !self.pmp_allows(paddr, 2, AccessType::Fetch, self.priv_) {
+            return Err((cause::INSN_ACCESS, vaddr));
+        }
         match self.phys.host_addr(paddr, 2) {
             // SAFETY: `host_addr` checked the 2 bytes lie in mapped host memory.
             Some((h, _)) => Ok(unsafe { mem::load(h, 1) } as u16),
