@@ -77,7 +77,8 @@ pub enum UnOp {
 }
 
 impl UnOp {
-    #[inline(always)]
+    /// Out of line: kept out of the interpreter's hot loop, whose code layout it would disturb.
+    #[inline(never)]
     pub fn eval(self, a: u64) -> u64 {
         match self {
             UnOp::Clz => a.leading_zeros() as u64,
@@ -143,7 +144,8 @@ pub enum BinOp {
 }
 
 impl BinOp {
-    #[inline(always)]
+    /// Out of line, as [`UnOp::eval`].
+    #[inline(never)]
     pub fn eval(self, a: u64, b: u64) -> u64 {
         let sh = (b & 63) as u32;
         let z = a & 0xffff_ffff;
