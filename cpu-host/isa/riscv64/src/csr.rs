@@ -88,8 +88,11 @@ pub const MISA_VALUE: u64 =
 const MEDELEG_MASK: u64 = 0xbbff;
 const S_INTS: u64 = (1 << irq::SSI) | (1 << irq::STI) | (1 << irq::SEI);
 const ALL_INTS: u64 = S_INTS | (1 << irq::MSI) | (1 << irq::MTI) | (1 << irq::MEI);
-/// `menvcfg`/`senvcfg`: FIOM; `menvcfg` also STCE (Sstc). Zicbo*, Svpbmt, Svadu are absent.
-const ENVCFG_MASK: u64 = 1;
+/// `menvcfg`/`senvcfg`: FIOM and CBZE (Zicboz); `menvcfg` also STCE (Sstc). Zicbom, Svpbmt,
+/// Svadu are absent.
+const ENVCFG_MASK: u64 = 1 | ENVCFG_CBZE;
+/// `cbo.zero` allowed in the less privileged modes.
+pub const ENVCFG_CBZE: u64 = 1 << 7;
 /// menvcfg.STCE: `stimecmp` drives STIP.
 pub const MENVCFG_STCE: u64 = 1 << 63;
 const NUM_PMP: usize = 16;

@@ -526,6 +526,7 @@ pub static TABLE32: &[Pattern] = &[
     pat("fence",  "---- ---- ---- ----- 000 ----- 0001111", f_none, i::fence),
     // Zifencei
     pat("fence.i", "------------ ----- 001 ----- 0001111", f_none, p::fence_i),
+    pat("cbo.zero", "000000000100 ----- 010 00000 0001111", f_r, p::cbo_zero),
     // privileged instructions
     pat("ecall",  "000000000000 00000 000 00000 1110011", f_none, p::ecall),
     pat("ebreak", "000000000001 00000 000 00000 1110011", f_none, p::ebreak),

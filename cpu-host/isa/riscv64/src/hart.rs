@@ -130,6 +130,7 @@ impl Guest for Hart {
             helper::MRET => self.mret().map(|_| 0),
             helper::SRET => self.sret().map(|_| 0),
             helper::WFI => self.wfi().map(|_| 0),
+            helper::CBO_ZERO => self.cbo_zero(a, imm as u64 & 0xffff_ffff).map(|_| 0),
             helper::FENCE_I => {
                 self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
                 Ok(0)

@@ -10,6 +10,8 @@ pub const SRET: u16 = 5;
 pub const WFI: u16 = 6;
 pub const FENCE_I: u16 = 7;
 pub const SFENCE_VMA: u16 = 8;
+/// Zicboz `cbo.zero`: a = rs1, imm = the instruction bits (for an illegal-instruction trap).
+pub const CBO_ZERO: u16 = 9;
 
 /// Layout of the CSR helper's immediate.
 pub mod csr_arg {

@@ -38,7 +38,8 @@ impl Priv {
 }
 
 /// `riscv,isa` for the FDT: what this frontend implements, nothing more.
-pub const ISA_STRING: &str = "rv64imac_zicntr_zicond_zicsr_zifencei_zihintpause_zba_zbb_zbs_sstc";
+pub const ISA_STRING: &str =
+    "rv64imac_zicbop_zicboz_zicntr_zicond_zicsr_zifencei_zihintpause_zba_zbb_zbs_sstc";
 /// `riscv,isa-base`.
 pub const ISA_BASE: &str = "rv64i";
 /// `riscv,isa-extensions`.
@@ -47,6 +48,8 @@ pub const ISA_EXTENSIONS: &[&str] = &[
     "m",
     "a",
     "c",
+    "zicbop",
+    "zicboz",
     "zicntr",
     "zicond",
     "zicsr",

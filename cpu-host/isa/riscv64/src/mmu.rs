@@ -375,6 +375,35 @@ impl Hart {
         }
     }
 
+    /// Zicboz `cbo.zero`: the 64-byte block holding `vaddr` becomes zero, checked as one store
+    /// (faults report the block's address, as QEMU). Less privileged modes need CBZE in
+    /// `menvcfg` (S) and also `senvcfg` (U), or the instruction is illegal.
+    pub(crate) fn cbo_zero(&mut self, vaddr: u64, insn: u64) -> Result<(), Trapped> {
+        use crate::csr::ENVCFG_CBZE;
+        let allowed = match self.priv_ {
+            Priv::M => true,
+            Priv::S => self.csr.menvcfg & ENVCFG_CBZE != 0,
+            Priv::U => self.csr.menvcfg & self.csr.senvcfg & ENVCFG_CBZE != 0,
+        };
+        if !allowed {
+            return Err(self.raise(cause::ILLEGAL_INSN, insn));
+        }
+        const BLOCK: u64 = 64;
+        let base = vaddr & !(BLOCK - 1);
+        let t = match self.translate_full(base, AccessType::Store) {
+            Ok(t) => t,
+            Err(c) => return Err(self.raise(c, base)),
+        };
+        if !self.pmp_allows(t.paddr, BLOCK, AccessType::Store, self.data_priv()) {
+            return Err(self.raise(cause::STORE_ACCESS, base));
+        }
+        // The block lies in one page: every store below translates the same way.
+        for k in 0..BLOCK / 8 {
+            self.store(base + 8 * k, 3, 0)?;
+        }
+        Ok(())
+    }
+
     /// Fetch 16 bits of instruction at `vaddr`. `Err((cause, tval))` on a fetch fault.
     pub(crate) fn fetch16(&mut self, vaddr: u64) -> Result<u16, (u64, u64)> {
         let paddr = self

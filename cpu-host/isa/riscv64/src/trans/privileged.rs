@@ -67,6 +67,18 @@ pub fn sfence_vma(t: &mut Tr, a: &Args) -> TResult {
 }
 /// Zifencei: makes this hart's earlier stores visible to its instruction fetches, which here
 /// means dropping its translated blocks.
+/// Zicboz `cbo.zero`: zero the cache block (64 bytes) holding rs1, as a store.
+pub fn cbo_zero(t: &mut Tr, a: &Args) -> TResult {
+    let insn = t.insn as i64;
+    t.emit(Op::Helper {
+        id: helper::CBO_ZERO,
+        d: slot::SINK,
+        a: t.s(a.rs1),
+        imm: insn,
+    });
+    Ok(())
+}
+
 pub fn fence_i(t: &mut Tr, _a: &Args) -> TResult {
     t.emit(Op::Fence);
     t.helper_and_exit(helper::FENCE_I, slot::SINK, 0, 0);
