@@ -157,10 +157,17 @@ const ZB_R: &[&str] = &[
     "bset",
     "binv",
     "bext",
+    "clmul",
+    "clmulh",
+    "clmulr",
+    "pack",
+    "packh",
+    "packw",
 ];
 /// Zbb one-operand forms.
 const ZB_UNARY: &[&str] = &[
     "clz", "ctz", "cpop", "clzw", "ctzw", "cpopw", "sext.b", "sext.h", "zext.h", "orc.b", "rev8",
+    "brev8",
 ];
 /// Zba/Zbb/Zbs forms with a 6-bit immediate.
 const ZB_SHIFT6: &[&str] = &["slli.uw", "rori", "bclri", "bseti", "binvi", "bexti"];
@@ -651,9 +658,9 @@ pub struct Program {
 impl Program {
     pub fn march(&self) -> &'static str {
         if self.compressed {
-            "rv64imac_zicsr_zba_zbb_zbs"
+            "rv64imac_zicsr_zba_zbb_zbc_zbkb_zbs"
         } else {
-            "rv64ima_zicsr_zba_zbb_zbs"
+            "rv64ima_zicsr_zba_zbb_zbc_zbkb_zbs"
         }
     }
 }
@@ -1066,8 +1073,8 @@ impl Emulator for Qemu {
         run_cmd(
             Command::new(&self.binary)
                 .args(["-M", "virt", "-m", "256M", "-smp", "1", "-bios", "none"])
-                // QEMU's default rv64 CPU lacks Zicond, which Tessera implements.
-                .args(["-cpu", "rv64,zicond=true"])
+                // QEMU's default rv64 CPU lacks Zicond and Zbkb, which Tessera implements.
+                .args(["-cpu", "rv64,zicond=true,zbc=true,zbkb=true"])
                 .args([
                     "-nographic",
                     "-monitor",

@@ -4,7 +4,7 @@
 //!
 //! Environment:
 //! - `TESSERA_GUEST_RUNNER`: `tessera` (default; `tessera-cpu --bios none --kernel X.elf --harts N
-//!   --serial stdio`) or `qemu` (`qemu-system-riscv64 -M virt -cpu rv64,zicond=true -m 256M -smp N -bios none ...`).
+//!   --serial stdio`) or `qemu` (`qemu-system-riscv64 -M virt -cpu rv64,zicond=true,zbc=true,zbkb=true -m 256M -smp N -bios none ...`).
 //! - `TESSERA_GUEST_TIMEOUT_SCALE`: multiply every timeout (e.g. `5` for a slow debug build).
 
 use std::path::{Path, PathBuf};
@@ -54,9 +54,9 @@ impl Runner {
             }
             Self::Qemu => {
                 let mut c = Command::new("qemu-system-riscv64");
-                // QEMU's default rv64 CPU lacks Zicond, which Tessera implements.
+                // QEMU's default rv64 CPU lacks Zicond and Zbkb, which Tessera implements.
                 c.args(["-M", "virt", "-m", "256M", "-smp", &harts.to_string()])
-                    .args(["-cpu", "rv64,zicond=true"])
+                    .args(["-cpu", "rv64,zicond=true,zbc=true,zbkb=true"])
                     .args([
                         "-bios",
                         "none",

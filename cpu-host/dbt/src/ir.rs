@@ -74,6 +74,8 @@ pub enum UnOp {
     ZextH,
     /// Zero-extend the low 32 bits.
     ZextW,
+    /// Reverse the bits of each byte.
+    Brev8,
 }
 
 impl UnOp {
@@ -101,6 +103,13 @@ impl UnOp {
             UnOp::SextH => a as i16 as i64 as u64,
             UnOp::ZextH => a & 0xffff,
             UnOp::ZextW => a & 0xffff_ffff,
+            UnOp::Brev8 => {
+                let mut r = 0u64;
+                for i in 0..8 {
+                    r |= u64::from(((a >> (8 * i)) as u8).reverse_bits()) << (8 * i);
+                }
+                r
+            }
         }
     }
 }
@@ -141,6 +150,26 @@ pub enum BinOp {
     /// `b == 0 ? 0 : a` and `b != 0 ? 0 : a`.
     CZeroEqz,
     CZeroNez,
+    /// Carry-less multiply: low, high and reversed halves of the 128-bit product.
+    ClMul,
+    ClMulH,
+    ClMulR,
+    /// `b[31:0] << 32 | a[31:0]`, `b[7:0] << 8 | a[7:0]`, and the W form
+    /// `sext32(b[15:0] << 16 | a[15:0])`.
+    Pack,
+    PackH,
+    PackW,
+}
+
+/// The 128-bit carry-less product of `a` and `b`.
+fn clmul128(a: u64, b: u64) -> u128 {
+    let mut r = 0u128;
+    for i in 0..64 {
+        if (b >> i) & 1 != 0 {
+            r ^= u128::from(a) << i;
+        }
+    }
+    r
 }
 
 impl BinOp {
@@ -187,6 +216,12 @@ impl BinOp {
                     a
                 }
             }
+            BinOp::ClMul => clmul128(a, b) as u64,
+            BinOp::ClMulH => (clmul128(a, b) >> 64) as u64,
+            BinOp::ClMulR => (clmul128(a, b) >> 63) as u64,
+            BinOp::Pack => (b << 32) | (a & 0xffff_ffff),
+            BinOp::PackH => ((b & 0xff) << 8) | (a & 0xff),
+            BinOp::PackW => (((b & 0xffff) << 16) | (a & 0xffff)) as u32 as i32 as i64 as u64,
         }
     }
 }

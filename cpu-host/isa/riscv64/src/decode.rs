@@ -510,6 +510,15 @@ pub static TABLE32: &[Pattern] = &[
     pat("roriw",     "0110000 ----- ----- 101 ----- 0011011", f_sh5, b::roriw),
     pat("orc.b",     "001010000111 ----- 101 ----- 0010011", f_r, b::orc_b),
     pat("rev8",      "011010111000 ----- 101 ----- 0010011", f_r, b::rev8),
+    // Zbc
+    pat("clmul",     "0000101 ----- ----- 001 ----- 0110011", f_r, b::clmul),
+    pat("clmulh",    "0000101 ----- ----- 011 ----- 0110011", f_r, b::clmulh),
+    pat("clmulr",    "0000101 ----- ----- 010 ----- 0110011", f_r, b::clmulr),
+    // Zbkb (zext.h above is packw with rs2 = x0)
+    pat("pack",      "0000100 ----- ----- 100 ----- 0110011", f_r, b::pack),
+    pat("packh",     "0000100 ----- ----- 111 ----- 0110011", f_r, b::packh),
+    pat("packw",     "0000100 ----- ----- 100 ----- 0111011", f_r, b::packw),
+    pat("brev8",     "011010000111 ----- 101 ----- 0010011", f_r, b::brev8),
     // Zbs
     pat("bclr",      "0100100 ----- ----- 001 ----- 0110011", f_r, b::bclr),
     pat("bclri",     "010010 ------ ----- 001 ----- 0010011", f_sh6, b::bclri),
@@ -622,6 +631,7 @@ pub static TABLE16: &[Pattern] = &[
 
 /// Intended overlaps: (more specific, more general). The specific one is listed first.
 pub const ALLOWED_OVERLAPS: &[(&str, &str)] = &[
+    ("zext.h", "packw"),
     ("c.addi16sp", "c.lui"),
     ("c.jr", "c.mv"),
     ("c.ebreak", "c.jalr"),

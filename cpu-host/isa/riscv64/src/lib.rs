@@ -39,7 +39,7 @@ impl Priv {
 
 /// `riscv,isa` for the FDT: what this frontend implements, nothing more.
 pub const ISA_STRING: &str =
-    "rv64imac_zicbop_zicboz_zicntr_zicond_zicsr_zifencei_zihintpause_zba_zbb_zbs_sstc";
+    "rv64imac_zicbop_zicboz_zicntr_zicond_zicsr_zifencei_zihintpause_zba_zbb_zbc_zbkb_zbs_sstc";
 /// `riscv,isa-base`.
 pub const ISA_BASE: &str = "rv64i";
 /// `riscv,isa-extensions`.
@@ -57,6 +57,8 @@ pub const ISA_EXTENSIONS: &[&str] = &[
     "zihintpause",
     "zba",
     "zbb",
+    "zbc",
+    "zbkb",
     "zbs",
     "sstc",
 ];

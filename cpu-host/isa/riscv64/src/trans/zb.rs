@@ -1,5 +1,6 @@
-//! Bit manipulation: Zba (address generation), Zbb (basic bit manipulation), Zbs (single-bit)
-//! and Zicond (conditional zero). Each maps to one ISA-independent [`UnOp`]/[`BinOp`] of the IR.
+//! Bit manipulation: Zba (address generation), Zbb (basic bit manipulation), Zbc (carry-less
+//! multiply), Zbkb (bit manipulation for cryptography), Zbs (single-bit) and Zicond
+//! (conditional zero). Each maps to one ISA-independent [`UnOp`]/[`BinOp`] of the IR.
 
 use super::{TResult, Tr};
 use crate::decode::Args;
@@ -67,6 +68,13 @@ bin!(andn => AndN, orn => OrN, xnor => XNor, min => Min, minu => MinU, max => Ma
 bin_imm!(rori => Ror, roriw => RorW);
 un!(clz => Clz, ctz => Ctz, cpop => Cpop, clzw => ClzW, ctzw => CtzW, cpopw => CpopW,
     sext_b => SextB, sext_h => SextH, zext_h => ZextH, orc_b => OrcB, rev8 => Rev8);
+
+// Zbc
+bin!(clmul => ClMul, clmulh => ClMulH, clmulr => ClMulR);
+
+// Zbkb (andn, orn, xnor, rotates and rev8 are Zbb's)
+bin!(pack => Pack, packh => PackH, packw => PackW);
+un!(brev8 => Brev8);
 
 // Zbs
 bin!(bclr => BClr, bset => BSet, binv => BInv, bext => BExt);
