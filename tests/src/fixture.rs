@@ -4,8 +4,34 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Remove `tessera-*-PID` directories in the temp dir whose process is gone (left by a test
+/// that failed or was killed before cleaning up). Once per test process.
+fn sweep_stale_dirs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("tessera-")
+                .and_then(|rest| rest.rsplit('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() && e.path().is_dir() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    });
+}
+
 /// A fresh directory for one test, unique per process and name, under the system temp dir.
+/// Directories that earlier, dead test processes left behind are swept first.
 pub fn private_dir(name: &str) -> PathBuf {
+    sweep_stale_dirs();
     let d = std::env::temp_dir().join(format!("tessera-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
