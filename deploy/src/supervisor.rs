@@ -423,7 +423,8 @@ pub struct Supervisor {
     /// Keeps the fds children inherit open (RAM memfd, mailbox memfds and eventfds, control ends).
     _keep: Vec<OwnedFd>,
     _ram: File,
-    runtime: RuntimeDir,
+    /// Removed (with everything in it) when the supervisor is dropped.
+    _runtime: RuntimeDir,
 }
 
 impl Supervisor {
@@ -663,31 +664,12 @@ impl Supervisor {
             stopping: false,
             _keep: keep,
             _ram: ram,
-            runtime,
+            _runtime: runtime,
         })
     }
 
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
-    }
-
-    pub fn runtime_dir(&self) -> &Path {
-        self.runtime.path()
-    }
-
-    /// The command lines, for `tessera check --commands` and logs.
-    pub fn command_lines(&self) -> Vec<String> {
-        self.pieces
-            .iter()
-            .map(|p| {
-                let mut s = p.launch.program.display().to_string();
-                for a in &p.launch.args {
-                    s.push(' ');
-                    s.push_str(a);
-                }
-                s
-            })
-            .collect()
     }
 
     fn info_index(&self, piece: usize) -> usize {

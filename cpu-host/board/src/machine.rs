@@ -278,11 +278,6 @@ impl Stopper {
         }
     }
 
-    /// Whether a stop has been requested (the machine is ending).
-    pub fn stopping(&self) -> Option<ExitReason> {
-        *self.state.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn wait(&self) -> ExitReason {
         let (m, cv) = &*self.state;
         let mut g = m.lock().unwrap_or_else(|e| e.into_inner());

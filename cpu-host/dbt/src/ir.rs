@@ -72,8 +72,6 @@ pub enum UnOp {
     SextB,
     SextH,
     ZextH,
-    /// Zero-extend the low 32 bits.
-    ZextW,
     /// Reverse the bits of each byte.
     Brev8,
 }
@@ -102,7 +100,6 @@ impl UnOp {
             UnOp::SextB => a as i8 as i64 as u64,
             UnOp::SextH => a as i16 as i64 as u64,
             UnOp::ZextH => a & 0xffff,
-            UnOp::ZextW => a & 0xffff_ffff,
             UnOp::Brev8 => {
                 let mut r = 0u64;
                 for i in 0..8 {

@@ -458,11 +458,6 @@ impl VhostUserDevice {
         })
     }
 
-    /// How many times the backend was reconnected.
-    pub fn reconnects(&self) -> u64 {
-        lock(&self.conn).reconnects
-    }
-
     fn start(
         conn: &mut Conn,
         queues: &[QueueState],

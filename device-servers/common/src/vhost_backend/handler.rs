@@ -53,7 +53,6 @@ pub struct Handler<T: VhostUserBackend<Vring = VringRwLock<Mem>, Bitmap = ()>> {
     workers: Vec<Worker>,
     owned: bool,
     acked_features: u64,
-    acked_protocol: u64,
     inflight: Option<Arc<Inflight>>,
     max_queue_size: usize,
     /// Our own handle on each ring's kick eventfd (to replay a kick when a ring starts).
@@ -96,7 +95,6 @@ where
             workers,
             owned: false,
             acked_features: 0,
-            acked_protocol: 0,
             inflight: None,
             max_queue_size,
             kicks: (0..backend_queues).map(|_| None).collect(),
@@ -345,8 +343,9 @@ where
         Ok(self.backend.protocol_features() | VhostUserProtocolFeatures::INFLIGHT_SHMFD)
     }
 
-    fn set_protocol_features(&mut self, features: u64) -> VhostUserResult<()> {
-        self.acked_protocol = features;
+    fn set_protocol_features(&mut self, _features: u64) -> VhostUserResult<()> {
+        // Nothing here depends on them: the vhost crate's request loop keeps its own copy (for
+        // REPLY_ACK), and INFLIGHT_SHMFD is simply served when asked.
         Ok(())
     }
 
