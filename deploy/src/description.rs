@@ -16,6 +16,9 @@ pub const DEFAULT_RAM_BASE: u64 = 0x8000_0000;
 pub const MAX_HARTS: u32 = 512;
 /// The PLIC's sources are 1..=95.
 pub const MAX_IRQ: u32 = 95;
+// The riscv64 virt board's map, as far as placing devices needs it. A copy of
+// `tessera_board::memmap` (the supervisor does not link the CPU crates); the unit test
+// `the_board_map_agrees_with_tessera_board` keeps the two equal.
 /// virtio-mmio slots of the riscv64 virt board: base of slot 0, stride, count, irq of slot 0.
 const VIRTIO_SLOT0: u64 = 0x1000_1000;
 const VIRTIO_STRIDE: u64 = 0x1000;
@@ -888,6 +891,46 @@ size = "1M"
 cluster = "b"
 address = "0x10003000"
 "#;
+
+    #[test]
+    fn the_board_map_agrees_with_tessera_board() {
+        use tessera_board::memmap as m;
+        assert_eq!(DEFAULT_RAM_BASE, m::DRAM_BASE);
+        assert_eq!(MAX_HARTS, m::MAX_HARTS);
+        assert_eq!(MAX_IRQ, m::PLIC_NUM_SOURCES);
+        assert_eq!(
+            (VIRTIO_SLOT0, VIRTIO_STRIDE, VIRTIO_SLOTS, VIRTIO_IRQ0),
+            (
+                m::virtio_slot(0).base,
+                m::virtio_slot(0).size,
+                u64::from(m::VIRTIO_MMIO_SLOTS),
+                m::VIRTIO_IRQ_BASE
+            )
+        );
+        assert_eq!(
+            (
+                MAILBOX_REGS0,
+                MAILBOX_REGS_SIZE,
+                MAILBOX_AREA0,
+                MAILBOX_AREA_MAX
+            ),
+            (
+                m::mailbox_regs(0).base,
+                m::mailbox_regs(1).base - m::mailbox_regs(0).base,
+                m::mailbox_area(0),
+                m::MAILBOX_AREA_MAX
+            )
+        );
+        let irqs: Vec<u32> = FIXED_IRQS.iter().map(|i| i.0).collect();
+        let board_irqs: Vec<u32> = m::FIXED_IRQS.iter().map(|i| i.0).collect();
+        assert_eq!(irqs, board_irqs);
+        let regions: Vec<(u64, u64)> = FIXED_REGIONS.iter().map(|r| (r.1, r.2)).collect();
+        let board: Vec<(u64, u64)> = m::FIXED_REGIONS
+            .iter()
+            .map(|r| (r.1.base, r.1.size))
+            .collect();
+        assert_eq!(regions, board);
+    }
 
     #[test]
     fn sizes_and_addresses_parse() {
