@@ -62,6 +62,69 @@ fn piece(q: &mut Qmp, id: &str) -> (u64, u64, String) {
     )
 }
 
+/// `tessera run DIR/DESC` with a QMP socket, the terminal captured; returns it and the socket.
+fn run_machine(dir: &Path, desc: &str) -> (Console, PathBuf) {
+    let sock = dir.join("qmp.sock");
+    let c = Console::spawn(
+        Command::new(bin_path("tessera"))
+            .arg("run")
+            .arg(dir.join(desc))
+            .arg("--qmp")
+            .arg(&sock)
+            .arg("--runtime-dir")
+            .arg(dir.join("run")),
+    )
+    .expect("tessera run");
+    (c, sock)
+}
+
+/// Wait (up to 20 s) until device `id` runs after `restarts` restarts; its pid. On failure, show
+/// what the guest printed.
+fn wait_back(q: &mut Qmp, c: &mut Console, id: &str, restarts: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (pid, n, state) = piece(q, id);
+        if state == "running" && n == restarts && pid > 1 {
+            return pid;
+        }
+        if state == "gone" || Instant::now() > deadline {
+            let _ = c.wait(Duration::from_secs(5));
+            let _ = c.expect("\u{0}", Duration::from_millis(100));
+            panic!(
+                "{id} not back after {restarts} restarts: {state}, {n} restarts; guest:\n{}",
+                c.transcript
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn sigkill(pid: u64) {
+    // pid 0 or 1 would signal our own process group or init.
+    assert!(pid > 1, "bad pid {pid}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL");
+}
+
+/// The kill moments: a fixed xorshift seed (the moments vary with machine speed anyway; the test
+/// stays reproducible).
+struct Moments(u64);
+
+impl Moments {
+    /// A pause of 550-850 ms: a random moment of the server's I/O once the frontend is back on it
+    /// (it reconnects within ~50 ms); kills closer together are a crash loop, which the
+    /// supervisor backs off from.
+    fn next(&mut self) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_millis(550 + self.0 % 300)
+    }
+}
+
 #[test]
 fn twenty_kills_of_the_block_server_lose_nothing_and_never_stop_the_guest() {
     let dir = private_dir("restart-soak");
@@ -91,66 +154,17 @@ queues = 4
 "#,
     )
     .expect("description");
-    let sock = dir.join("qmp.sock");
-    let mut c = Console::spawn(
-        Command::new(bin_path("tessera"))
-            .arg("run")
-            .arg(dir.join("soak.toml"))
-            .arg("--qmp")
-            .arg(&sock)
-            .arg("--runtime-dir")
-            .arg(dir.join("run")),
-    )
-    .expect("tessera run");
+    let (mut c, sock) = run_machine(&dir, "soak.toml");
     c.expect("soak: running", Duration::from_secs(60))
         .expect("soak guest start");
     let mut q = Qmp::connect(&sock);
-    // A fixed seed: the moments vary with machine speed anyway, the test stays reproducible.
-    let mut x: u64 = 0x5eed_1234_abcd_0001;
+    let mut moments = Moments(0x5eed_1234_abcd_0001);
     for kill in 0..20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        // Wait for the server to be back from the previous kill.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let pid = loop {
-            let (pid, restarts, state) = piece(&mut q, "disk0");
-            if state == "running" && restarts == kill {
-                break pid;
-            }
-            if state == "gone" || Instant::now() > deadline {
-                let _ = c.wait(Duration::from_secs(5));
-                let _ = c.expect("\u{0}", Duration::from_millis(100));
-                panic!(
-                    "disk0 not back after kill {kill}: {state}, {restarts} restarts; guest:\n{}",
-                    c.transcript
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        // A random moment of its I/O, once the frontend is back on it (it reconnects within
-        // ~50 ms); kills closer together are a crash loop, which the supervisor backs off from.
-        std::thread::sleep(Duration::from_millis(550 + x % 300));
-        // pid 0 would signal our own process group.
-        assert!(pid > 1, "bad pid {pid}");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .expect("SIGKILL tessera-blk");
+        let pid = wait_back(&mut q, &mut c, "disk0", kill);
+        std::thread::sleep(moments.next());
+        sigkill(pid);
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, restarts, state) = piece(&mut q, "disk0");
-        if state == "running" && restarts == 20 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "20 restarts not reported: {state}, {restarts}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_back(&mut q, &mut c, "disk0", 20);
     // Ask the guest to finish its current pass and report.
     c.send("q").expect("send");
     let summary = c
@@ -302,55 +316,18 @@ output = "file:console.log"
 "#,
     )
     .expect("description");
-    let sock = dir.join("qmp.sock");
-    let mut c = Console::spawn(
-        Command::new(bin_path("tessera"))
-            .arg("run")
-            .arg(dir.join("m.toml"))
-            .arg("--qmp")
-            .arg(&sock)
-            .arg("--runtime-dir")
-            .arg(dir.join("run")),
-    )
-    .expect("tessera run");
+    let (mut c, sock) = run_machine(&dir, "m.toml");
     c.expect("stream: running", Duration::from_secs(60))
         .expect("stream guest start");
     let mut q = Qmp::connect(&sock);
     const KILLS: u64 = 8;
-    let mut x: u64 = 0x0c0f_fee0_1234_5678;
+    let mut moments = Moments(0x0c0f_fee0_1234_5678);
     for kill in 0..KILLS {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let pid = loop {
-            let (pid, restarts, state) = piece(&mut q, "con0");
-            if state == "running" && restarts == kill {
-                break pid;
-            }
-            assert!(
-                state != "gone" && Instant::now() < deadline,
-                "con0 not back after kill {kill}: {state}; guest:\n{}",
-                c.transcript
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        std::thread::sleep(Duration::from_millis(550 + x % 300));
-        assert!(pid > 1, "bad pid {pid}");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .expect("SIGKILL tessera-console");
+        let pid = wait_back(&mut q, &mut c, "con0", kill);
+        std::thread::sleep(moments.next());
+        sigkill(pid);
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while piece(&mut q, "con0").2 != "running" || piece(&mut q, "con0").1 != KILLS {
-        assert!(
-            Instant::now() < deadline,
-            "con0 not restarted {KILLS} times"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_back(&mut q, &mut c, "con0", KILLS);
     // Let a few lines go through the last server, then stop the guest.
     std::thread::sleep(Duration::from_millis(300));
     c.send("q").expect("send");
@@ -416,17 +393,7 @@ output = "socket:console.sock"
 "#,
     )
     .expect("description");
-    let sock = dir.join("qmp.sock");
-    let mut c = Console::spawn(
-        Command::new(bin_path("tessera"))
-            .arg("run")
-            .arg(dir.join("m.toml"))
-            .arg("--qmp")
-            .arg(&sock)
-            .arg("--runtime-dir")
-            .arg(dir.join("run")),
-    )
-    .expect("tessera run");
+    let (mut c, sock) = run_machine(&dir, "m.toml");
     c.expect("input: running", Duration::from_secs(60))
         .expect("input guest start");
     let mut q = Qmp::connect(&sock);
@@ -434,18 +401,8 @@ output = "socket:console.sock"
     let mut token: u64 = 0;
     for kill in 0..=KILLS {
         // The server of this round: wait for it, connect as its client.
+        let pid = wait_back(&mut q, &mut c, "con0", kill);
         let deadline = Instant::now() + Duration::from_secs(20);
-        let pid = loop {
-            let (pid, restarts, state) = piece(&mut q, "con0");
-            if state == "running" && restarts == kill {
-                break pid;
-            }
-            assert!(
-                state != "gone" && Instant::now() < deadline,
-                "con0 not back after kill {kill}: {state}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
         let mut client = loop {
             match std::os::unix::net::UnixStream::connect(&console_sock) {
                 Ok(s) => break s,
@@ -466,12 +423,7 @@ output = "socket:console.sock"
             std::thread::sleep(Duration::from_millis(2));
         }
         if kill < KILLS {
-            assert!(pid > 1, "bad pid {pid}");
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .expect("SIGKILL tessera-console");
+            sigkill(pid);
         }
     }
     // Give the last tokens time to arrive, then stop the guest.
