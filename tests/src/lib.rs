@@ -9,6 +9,7 @@ pub mod fixture;
 pub mod guestbuild;
 pub mod proc;
 pub mod qmp;
+pub mod virtio;
 
 pub use fixture::{crc32, private_dir, wait_for_path};
 pub use proc::{bin_path, run_with_timeout, ChildGuard, RunOutput};

@@ -8,22 +8,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tessera_tests::console::Console;
 use tessera_tests::qmp::Qmp;
+use tessera_tests::virtio::virtio_guests;
 use tessera_tests::{bin_path, private_dir, ChildGuard};
 
-fn build_virtio_guests(dir: &Path) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/virtio/build.sh");
-    let out = Command::new("sh")
-        .arg(&script)
-        .arg(dir)
-        .output()
-        .expect("sh");
-    assert!(
-        out.status.success(),
-        "{}: {} (install gcc-riscv64-unknown-elf; scripts/setup.sh does)",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.to_path_buf()
+/// Our virtio guests (built once for this test binary), copied into `dir` where the machine
+/// descriptions name them.
+fn build_virtio_guests(dir: &Path) {
+    let built = virtio_guests(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("virtio-guests"));
+    for name in ["blk_soak.elf", "console_stream.elf", "console_input.elf"] {
+        std::fs::copy(built.join(name), dir.join(name)).expect("copy guest");
+    }
 }
 
 /// Word `i` of sector `lba` in pass `pass`, as `tests/guests/virtio/blk_soak.c` writes it.

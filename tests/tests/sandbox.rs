@@ -8,31 +8,12 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tessera_tests::{
-    bin_path, guestbuild, private_dir, run_with_timeout, wait_for_path, ChildGuard,
-};
+use tessera_tests::virtio::{run_blk_driver, virtio_guests};
+use tessera_tests::{bin_path, private_dir, run_with_timeout, wait_for_path, ChildGuard};
 
 const SIGSYS: i32 = 31;
-
-/// The virtio driver guests, built once per test binary.
-fn guests() -> &'static Path {
-    static OUT: OnceLock<PathBuf> = OnceLock::new();
-    OUT.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/virtio");
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-virtio-guests");
-        if let Err(e) = guestbuild::build(
-            &src,
-            &out,
-            "riscv64-unknown-elf-gcc",
-            "gcc-riscv64-unknown-elf",
-        ) {
-            panic!("building the virtio guests: {e}");
-        }
-        out
-    })
-}
 
 /// A server process with its stderr collected.
 struct Server {
@@ -232,37 +213,9 @@ fn blk(dir: &Path, probe: Option<&str>, extra: &[&str]) -> (Server, PathBuf, Vec
     (server, sock, original)
 }
 
-/// Our virtio-blk driver on tessera-cpu against the server: every request type, two queues.
-fn drive_blk(sock: &Path, image: &Path, original: &[u8]) {
-    let out = run_with_timeout(
-        Command::new(bin_path("tessera-cpu"))
-            .args(["--bios", "none", "--serial", "stdio", "--kernel"])
-            .arg(guests().join("blk_driver.elf"))
-            .arg("--vhost-user")
-            .arg(format!("blk,socket={},queues=2", sock.display())),
-        Duration::from_secs(60),
-    )
-    .expect("run tessera-cpu");
-    assert_eq!(
-        out.code,
-        Some(0),
-        "driver failed:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    assert!(
-        out.stdout.contains("virtio-blk driver: all requests OK"),
-        "{}",
-        out.stdout
-    );
-    let after = std::fs::read(image).expect("image");
-    let sector200: Vec<u8> = (0..512).map(|i| ((i * 7 + 3) & 0xff) as u8).collect();
-    assert_eq!(&after[200 * 512..201 * 512], &sector200[..], "sector 200");
-    assert_eq!(
-        &after[..100 * 512],
-        &original[..100 * 512],
-        "sectors before 100"
-    );
+/// The virtio guests, built once for this test binary.
+fn guests() -> &'static Path {
+    virtio_guests(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-virtio-guests"))
 }
 
 #[test]
@@ -277,7 +230,7 @@ fn tessera_blk_runs_as_a_reaper_and_a_sandboxed_server_in_its_own_namespaces() {
         .expect("nofile");
     // 128 + 16 per queue (two queues)
     assert_eq!(nofile.split_whitespace().nth(3), Some("160"), "{nofile}");
-    drive_blk(&sock, &dir.join("disk.img"), &original);
+    run_blk_driver(guests(), &sock, &dir.join("disk.img"), &original);
     // SIGTERM to the reaper reaches the server; the reaper exits with its status and the socket
     // is removed.
     server.sigterm();
@@ -366,7 +319,7 @@ fn sandboxed_tessera_blk_cannot_open_other_files_and_still_serves() {
     let state = server.line("sandbox probe: state:");
     assert!(state.contains("landlock: enforced"), "{state}");
     check_sandboxed(&server, "tessera-blk");
-    drive_blk(&sock, &image, &original);
+    run_blk_driver(guests(), &sock, &image, &original);
     server.sigterm();
     assert_eq!(server.wait().code(), Some(0), "{}", server.stderr());
 }
@@ -377,7 +330,7 @@ fn sandboxed_tessera_blk_cannot_create_a_socket_and_still_serves() {
     let (mut server, sock, original) = blk(&dir, Some("socket"), &[]);
     let line = server.line("sandbox probe: socket AF_UNIX:");
     assert!(line.ends_with(": Operation not permitted"), "{line}");
-    drive_blk(&sock, &dir.join("disk.img"), &original);
+    run_blk_driver(guests(), &sock, &dir.join("disk.img"), &original);
     server.sigterm();
     assert_eq!(server.wait().code(), Some(0), "{}", server.stderr());
 }

@@ -2,31 +2,11 @@
 //! vhost-user backends: every block request type, two queues, error statuses, and the data
 //! checked in the image file afterwards.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
-use tessera_tests::{
-    bin_path, guestbuild, private_dir, run_with_timeout, wait_for_path, ChildGuard,
-};
-
-/// The driver guests, built once per test binary.
-fn guests() -> &'static Path {
-    static OUT: OnceLock<PathBuf> = OnceLock::new();
-    OUT.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/virtio");
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("virtio-guests");
-        if let Err(e) = guestbuild::build(
-            &src,
-            &out,
-            "riscv64-unknown-elf-gcc",
-            "gcc-riscv64-unknown-elf",
-        ) {
-            panic!("building the virtio guests: {e}");
-        }
-        out
-    })
-}
+use tessera_tests::virtio::{run_blk_driver, virtio_guests};
+use tessera_tests::{bin_path, private_dir, run_with_timeout, wait_for_path, ChildGuard};
 
 /// Start tessera-blk on `image`, serving at `sock` (waits for the socket); killed on drop.
 fn spawn_tessera_blk(sock: &Path, image: &Path, extra: &[&str]) -> ChildGuard {
@@ -44,47 +24,9 @@ fn spawn_tessera_blk(sock: &Path, image: &Path, extra: &[&str]) -> ChildGuard {
     blk
 }
 
-/// Run blk_driver.elf on tessera-cpu against the backend at `sock`; check the image afterwards.
-fn run_blk_driver(sock: &Path, image: &Path, original: &[u8]) -> String {
-    let out = run_with_timeout(
-        Command::new(bin_path("tessera-cpu"))
-            .args(["--bios", "none", "--serial", "stdio", "--kernel"])
-            .arg(guests().join("blk_driver.elf"))
-            .arg("--vhost-user")
-            .arg(format!("blk,socket={},queues=2", sock.display())),
-        Duration::from_secs(60),
-    )
-    .expect("run tessera-cpu");
-    assert_eq!(
-        out.code,
-        Some(0),
-        "driver failed:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    assert!(
-        out.stdout.contains("virtio-blk driver: all requests OK"),
-        "{}",
-        out.stdout
-    );
-    let after = std::fs::read(image).expect("image");
-    let sector200: Vec<u8> = (0..512).map(|i| ((i * 7 + 3) & 0xff) as u8).collect();
-    assert_eq!(
-        &after[200 * 512..201 * 512],
-        &sector200[..],
-        "sector 200 not written"
-    );
-    assert_eq!(
-        &after[..100 * 512],
-        &original[..100 * 512],
-        "sectors before 100 changed"
-    );
-    assert_eq!(
-        &after[201 * 512..],
-        &original[201 * 512..],
-        "sectors after 200 changed"
-    );
-    out.stdout
+/// The virtio guests, built once for this test binary.
+fn guests() -> &'static Path {
+    virtio_guests(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("virtio-guests"))
 }
 
 #[test]
@@ -111,7 +53,7 @@ fn own_virtio_blk_driver_against_qemu_storage_daemon() {
     )
     .expect("qemu-storage-daemon missing: install Debian's `qemu-system-common` (scripts/setup.sh does)");
     wait_for_path(&sock);
-    let uart = run_blk_driver(&sock, &image, &original);
+    let uart = run_blk_driver(guests(), &sock, &image, &original);
     assert!(
         uart.contains("virtio-blk id: vhost_user_blk"),
         "GET_ID: {uart}"
@@ -175,7 +117,7 @@ fn own_virtio_blk_driver_against_tessera_blk() {
         &image,
         &["--queues", "2", "--serial", "tessera-test"],
     );
-    let uart = run_blk_driver(&sock, &image, &original);
+    let uart = run_blk_driver(guests(), &sock, &image, &original);
     assert!(
         uart.contains("virtio-blk id: tessera-test"),
         "GET_ID: {uart}"
