@@ -10,6 +10,8 @@ use std::time::Duration;
 pub struct Qmp {
     r: BufReader<UnixStream>,
     w: UnixStream,
+    /// Every event seen so far while waiting for replies.
+    pub events: Vec<Value>,
 }
 
 impl Qmp {
@@ -32,6 +34,7 @@ impl Qmp {
         let mut q = Qmp {
             r: BufReader::new(s.try_clone().expect("clone")),
             w: s,
+            events: Vec::new(),
         };
         let greeting = q.read();
         assert!(greeting.get("QMP").is_some(), "{greeting}");
@@ -66,6 +69,7 @@ impl Qmp {
             if v.is_null() || v.get("event").is_none() {
                 return (v, events);
             }
+            self.events.push(v.clone());
             events.push(v);
         }
     }

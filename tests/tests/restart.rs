@@ -159,6 +159,19 @@ queues = 4
         sigkill(pid);
     }
     wait_back(&mut q, &mut c, "disk0", 20);
+    // Each restart was also announced as an event (the last may follow the count it raised).
+    let announced = |q: &Qmp| {
+        q.events
+            .iter()
+            .filter(|e| e["event"] == "x-DEVICE_RESTARTED" && e["data"]["id"] == "disk0")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while announced(&q) < 20 && Instant::now() < deadline {
+        q.execute("query-status");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(announced(&q), 20, "x-DEVICE_RESTARTED events");
     // Ask the guest to finish its current pass and report.
     c.send("q").expect("send");
     let summary = c
