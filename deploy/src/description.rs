@@ -466,6 +466,19 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
             irqs.push((ci, irq, what.to_owned()));
         }
     }
+    // Slots devices ask for by address: automatic placement leaves them free.
+    let requested: Vec<(usize, u64)> = d
+        .device
+        .iter()
+        .filter_map(|o| {
+            let addr = o.address.as_ref()?.value().ok()?;
+            let cluster = match o.cluster.as_deref() {
+                Some(n) => clusters.iter().position(|c| c.name == n)?,
+                None => 0,
+            };
+            Some((cluster, addr))
+        })
+        .collect();
     for (i, dev) in d.device.iter().enumerate() {
         let entry = format!("device \"{}\"", dev.id);
         if !is_name(&dev.id) {
@@ -644,17 +657,10 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
                         }
                         a
                     }
+                    // The first slot neither placed nor asked for by a later device.
                     None => (0..VIRTIO_SLOTS)
                         .map(|n| VIRTIO_SLOT0 + n * VIRTIO_STRIDE)
-                        .find(|&a| {
-                            taken(a).is_none()
-                                && !d.device.iter().any(|o| {
-                                    o.address.as_ref().and_then(|x| x.value().ok()) == Some(a)
-                                        && o.cluster.as_deref().map_or(0, |n| {
-                                            clusters.iter().position(|c| c.name == n).unwrap_or(usize::MAX)
-                                        }) == cluster
-                                })
-                        })
+                        .find(|&a| taken(a).is_none() && !requested.contains(&(cluster, a)))
                         .ok_or_else(|| {
                             cx.err(
                                 &entry,
