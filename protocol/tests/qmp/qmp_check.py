@@ -43,12 +43,18 @@ async def expect_event(listener, name, seen):
 
 
 async def wait_hangup(client):
-    """Wait for the server to close the connection (QEMU exits after quit)."""
-    try:
-        while client.runstate == Runstate.RUNNING:
-            await asyncio.wait_for(client.runstate_changed(), TIMEOUT)
-    except asyncio.TimeoutError:
-        raise CheckFailed(f"server did not hang up within {TIMEOUT} s of quit") from None
+    """Wait for the server to close the connection (QEMU exits after quit).
+
+    Polls the runstate rather than awaiting `runstate_changed()`: that is an edge, and
+    `asyncio.wait_for` starts its task one loop turn late, so a hang-up processed in between
+    (RUNNING -> DISCONNECTING, where qemu.qmp then stays until `disconnect()`) would be missed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while client.runstate == Runstate.RUNNING:
+        if loop.time() >= deadline:
+            raise CheckFailed(f"server did not hang up within {TIMEOUT} s of quit")
+        await asyncio.sleep(0.01)
 
 
 async def execute(client, cmd, arguments=None):
