@@ -5,7 +5,7 @@ set -euo pipefail
 
 need_apt=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in gcc-riscv64-unknown-elf opensbi u-boot-qemu device-tree-compiler xz-utils cpio e2fsprogs debian-archive-keyring swtpm swtpm-tools mtools dosfstools python3-venv; do
+for p in cmake gcc-riscv64-unknown-elf opensbi u-boot-qemu device-tree-compiler xz-utils cpio e2fsprogs debian-archive-keyring swtpm swtpm-tools mtools dosfstools python3-venv; do
     have "$p" || need_apt+=("$p")
 done
 

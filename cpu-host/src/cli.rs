@@ -18,7 +18,7 @@ pub const DEFAULT_BIOS: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dy
     name = "tessera-cpu",
     version,
     about = "Tessera's CPU process: a translating RISC-V 64 machine (QEMU's `virt` board) over shared-memory guest RAM",
-    long_about = "Tessera's CPU process: runs RISC-V 64 harts (RV64IMAC, M/S/U) on a translator, on QEMU's \
+    long_about = "Tessera's CPU process: runs RISC-V 64 harts (RV64IMAFDC, M/S/U, Sv39/48/57) on a translator, on QEMU's \
 `virt` board (UART at 0x10000000, ACLINT, PLIC, SiFive test finisher, goldfish RTC), with guest RAM in a \
 shared memfd.\n\nThe process exits with the guest's status: 0 when the guest writes PASS (or reset) to the \
 test finisher, the guest's code when it writes FAIL, 130 when stopped by SIGINT/SIGTERM.\n\n\

@@ -107,7 +107,26 @@ pub struct Sequence {
     pub data_seed: u64,
     /// Initial values of x0..x31 (x0 and x2 are ignored).
     pub regs: [u64; 32],
+    /// For floating-point sequences: the initial f0..f31 and `frm` (fflags start at 0); the
+    /// dump then also holds f0..f31 and `fcsr`.
+    pub fp: Option<FpInit>,
     pub units: Vec<Unit>,
+}
+
+/// Initial floating-point state of a sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FpInit {
+    pub fregs: [u64; 32],
+    pub frm: u8,
+}
+
+/// What the generated sequences exercise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Integer, memory, control flow, atomics, bit manipulation.
+    Integer,
+    /// F and D (with some integer units mixed in), compared with their flags.
+    Float,
 }
 
 const SP: u8 = 2;
@@ -175,6 +194,68 @@ const AMO_OPS: &[&str] = &[
     "amoswap", "amoadd", "amoxor", "amoand", "amoor", "amomin", "amomax", "amominu", "amomaxu",
 ];
 const ORDER: &[&str] = &["", ".aq", ".rl", ".aqrl"];
+/// Rounding-mode operands: each static mode, explicit dynamic, and the assembler's default
+/// (dynamic).
+const RMS: &[&str] = &[", rne", ", rtz", ", rdn", ", rup", ", rmm", ", dyn", ""];
+/// Double values that hit the corners: signed zeros, infinities, quiet/signalling NaNs with and
+/// without payloads, subnormals, the normal extremes, ties for rounding, integer-conversion
+/// limits.
+const SPECIAL_F64: &[u64] = &[
+    0,
+    0x8000_0000_0000_0000,
+    0x3ff0_0000_0000_0000,
+    0xbff0_0000_0000_0000,
+    0x7ff0_0000_0000_0000,
+    0xfff0_0000_0000_0000,
+    0x7ff8_0000_0000_0000,
+    0xfff8_0000_0000_1234,
+    0x7ff0_0000_0000_0001,
+    0x7ff4_0000_0000_0000,
+    0x0000_0000_0000_0001,
+    0x000f_ffff_ffff_ffff,
+    0x0010_0000_0000_0000,
+    0x7fef_ffff_ffff_ffff,
+    0x3fe0_0000_0000_0000,
+    0x4004_0000_0000_0000,
+    0xc004_0000_0000_0000,
+    0x3ff8_0000_0000_0000,
+    0x43e0_0000_0000_0000,
+    0xc3e0_0000_0000_0000,
+    0x43df_ffff_ffff_ffff,
+    0x43f0_0000_0000_0000,
+    0x41e0_0000_0000_0000,
+    0xc1e0_0000_0000_0000,
+    0x41f0_0000_0000_0000,
+    0x41df_ffff_ffc0_0000,
+    0x3ca0_0000_0000_0000,
+];
+/// The same for singles.
+const SPECIAL_F32: &[u32] = &[
+    0,
+    0x8000_0000,
+    0x3f80_0000,
+    0xbf80_0000,
+    0x7f80_0000,
+    0xff80_0000,
+    0x7fc0_0000,
+    0xffc0_1234,
+    0x7f80_0001,
+    0x7fa0_0000,
+    0x0000_0001,
+    0x007f_ffff,
+    0x0080_0000,
+    0x7f7f_ffff,
+    0x3f00_0000,
+    0x4020_0000,
+    0xc020_0000,
+    0x3fc0_0000,
+    0x5f00_0000,
+    0xdf00_0000,
+    0x4f00_0000,
+    0xcf00_0000,
+    0x4f80_0000,
+    0x3380_0000,
+];
 
 struct Gen {
     rng: Rng,
@@ -580,6 +661,131 @@ impl Gen {
         vec![line]
     }
 
+    /// A double: a corner value, one near 1.0 in magnitude, or any bits.
+    fn f64_bits(&mut self) -> u64 {
+        match self.rng.below(10) {
+            0..=3 => self.rng.pick(SPECIAL_F64),
+            4..=7 => {
+                let sign = self.rng.below(2) << 63;
+                let exp = self.rng.range(1023 - 70, 1023 + 70) as u64;
+                sign | exp << 52 | (self.rng.next_u64() >> 12)
+            }
+            _ => self.rng.next_u64(),
+        }
+    }
+    fn f32_bits(&mut self) -> u32 {
+        match self.rng.below(10) {
+            0..=3 => self.rng.pick(SPECIAL_F32),
+            4..=7 => {
+                let sign = (self.rng.below(2) as u32) << 31;
+                let exp = self.rng.range(127 - 40, 127 + 40) as u32;
+                sign | exp << 23 | (self.rng.next_u64() as u32 >> 9)
+            }
+            _ => self.rng.next_u64() as u32,
+        }
+    }
+    /// A value for an f register: a double, a NaN-boxed single, or (rarely) a single that is
+    /// not properly boxed.
+    fn freg_value(&mut self) -> u64 {
+        match self.rng.below(20) {
+            0..=9 => self.f64_bits(),
+            10..=18 => 0xffff_ffff_0000_0000 | self.f32_bits() as u64,
+            _ => (self.rng.next_u64() << 32) | self.f32_bits() as u64,
+        }
+    }
+    fn freg(&mut self) -> String {
+        format!("f{}", self.rng.range(0, 31))
+    }
+    /// One F/D instruction (or a small unit around one).
+    fn fp_unit(&mut self) -> Unit {
+        let p = if self.rng.chance(1, 2) { "s" } else { "d" };
+        let rm = self.rng.pick(RMS);
+        let (fd, f1, f2, f3) = (self.freg(), self.freg(), self.freg(), self.freg());
+        let line = match self.rng.below(100) {
+            0..=21 => {
+                let op = self.rng.pick(&["fadd", "fsub", "fmul", "fdiv"]);
+                format!("{op}.{p} {fd}, {f1}, {f2}{rm}")
+            }
+            22..=25 => format!("fsqrt.{p} {fd}, {f1}{rm}"),
+            26..=37 => {
+                let op = self.rng.pick(&["fmadd", "fmsub", "fnmsub", "fnmadd"]);
+                format!("{op}.{p} {fd}, {f1}, {f2}, {f3}{rm}")
+            }
+            38..=43 => {
+                let op = self.rng.pick(&["fsgnj", "fsgnjn", "fsgnjx"]);
+                // Half of them on one register: fmv / fneg / fabs.
+                let f2 = if self.rng.chance(1, 2) {
+                    f1.clone()
+                } else {
+                    f2
+                };
+                format!("{op}.{p} {fd}, {f1}, {f2}")
+            }
+            44..=49 => {
+                let op = self.rng.pick(&["fmin", "fmax"]);
+                format!("{op}.{p} {fd}, {f1}, {f2}")
+            }
+            50..=57 => {
+                let op = self.rng.pick(&["feq", "flt", "fle"]);
+                format!("{op}.{p} {}, {f1}, {f2}", x(self.rd()))
+            }
+            58..=60 => format!("fclass.{p} {}, {f1}", x(self.rd())),
+            61..=70 => {
+                let to = self.rng.pick(&["w", "wu", "l", "lu"]);
+                format!("fcvt.{to}.{p} {}, {f1}{rm}", x(self.rd()))
+            }
+            71..=78 => {
+                let from = self.rng.pick(&["w", "wu", "l", "lu"]);
+                // Exact conversions take no rounding mode in GNU as 2.40.
+                let rm = if p == "d" && from.starts_with('w') {
+                    ""
+                } else {
+                    rm
+                };
+                format!("fcvt.{p}.{from} {fd}, {}{rm}", x(self.rs()))
+            }
+            79..=82 => {
+                if p == "s" {
+                    format!("fcvt.s.d {fd}, {f1}{rm}")
+                } else {
+                    format!("fcvt.d.s {fd}, {f1}")
+                }
+            }
+            83..=86 => {
+                let w = if p == "s" { "w" } else { "d" };
+                if self.rng.chance(1, 2) {
+                    format!("fmv.x.{w} {}, {f1}", x(self.rd()))
+                } else {
+                    format!("fmv.{w}.x {fd}, {}", x(self.rs()))
+                }
+            }
+            87..=94 => {
+                let (op, size) = if p == "s" { ("flw", 4) } else { ("fld", 8) };
+                let store = self.rng.chance(1, 2);
+                let (mut u, rb, off) = self.address(size);
+                let op = match (store, op) {
+                    (false, op) => op,
+                    (true, "flw") => "fsw",
+                    (true, _) => "fsd",
+                };
+                // Registers f8..f15 let the assembler use c.fld/c.fsd with a compressed base.
+                let fr = if (8..=15).contains(&rb) && self.rng.chance(1, 2) {
+                    format!("f{}", self.creg())
+                } else {
+                    fd
+                };
+                u.push(format!("{op} {fr}, {off}({})", x(rb)));
+                return u;
+            }
+            95..=96 => format!("csrr {}, fflags", x(self.rd())),
+            97..=98 => format!("csrwi frm, {}", self.rng.range(0, 4)),
+            // Rarely, any fcsr value: a reserved frm makes later dynamic-rounding
+            // instructions illegal (a trap both sides must agree on).
+            _ => format!("csrw fcsr, {}", x(self.rs())),
+        };
+        vec![line]
+    }
+
     fn unit(&mut self) -> Unit {
         match self.rng.below(100) {
             0..=19 => vec![format!(
@@ -623,6 +829,11 @@ impl Gen {
 
 /// Generate sequence `index` of master seed `seed` (deterministic).
 pub fn generate_sequence(seed: u64, index: usize) -> Sequence {
+    generate(seed, index, Kind::Integer)
+}
+
+/// Generate sequence `index` of master seed `seed` of the given kind (deterministic).
+pub fn generate(seed: u64, index: usize, kind: Kind) -> Sequence {
     let mut g = Gen {
         rng: Rng::new(sequence_seed(seed, index)),
     };
@@ -634,11 +845,31 @@ pub fn generate_sequence(seed: u64, index: usize) -> Sequence {
     }
     let data_seed = g.rng.next_u64() | 1;
     let n = g.rng.range(8, 32) as usize;
-    let units = (0..n).map(|_| g.unit()).collect();
+    let (fp, units) = match kind {
+        Kind::Integer => (None, (0..n).map(|_| g.unit()).collect()),
+        Kind::Float => {
+            let mut fregs = [0u64; 32];
+            for f in fregs.iter_mut() {
+                *f = g.freg_value();
+            }
+            let frm = g.rng.range(0, 4) as u8;
+            let units = (0..n)
+                .map(|_| {
+                    if g.rng.chance(1, 6) {
+                        g.unit()
+                    } else {
+                        g.fp_unit()
+                    }
+                })
+                .collect();
+            (Some(FpInit { fregs, frm }), units)
+        }
+    };
     Sequence {
         index,
         data_seed,
         regs,
+        fp,
         units,
     }
 }
@@ -658,9 +889,9 @@ pub struct Program {
 impl Program {
     pub fn march(&self) -> &'static str {
         if self.compressed {
-            "rv64imac_zicsr_zba_zbb_zbc_zbkb_zbs"
+            "rv64imafdc_zicsr_zba_zbb_zbc_zbkb_zbs"
         } else {
-            "rv64ima_zicsr_zba_zbb_zbc_zbkb_zbs"
+            "rv64imafd_zicsr_zba_zbb_zbc_zbkb_zbs"
         }
     }
 }
@@ -674,6 +905,8 @@ _start:
     bnez t0, dt_park
     la t0, dt_trap
     csrw mtvec, t0
+    li t0, 0x6000               # mstatus.FS = Dirty: F and D usable
+    csrs mstatus, t0
     j dt_main
 dt_park:
     wfi
@@ -729,7 +962,8 @@ dt_begin:
     la sp, dt_scratch_mid
     ret
 
-# dump: prints "R index x1..x31 hash" from dt_regs and the scratch area.
+# dump: prints "R index w1..w(s10-1) hash" from dt_regs (x1..x31, then for floating-point
+# sequences f0..f31 and fcsr) and the scratch area.
 dt_dump:
     mv s11, ra
     li a0, 'R'
@@ -746,8 +980,7 @@ dt_dump:
     li a1, 16
     call dt_puthex
     addi s5, s5, 1
-    li t0, 32
-    bne s5, t0, 1b
+    bne s5, s10, 1b
     # FNV-1a over the scratch doublewords
     li s6, 0xcbf29ce484222325
     li s7, 0x100000001b3
@@ -830,7 +1063,7 @@ dt_scratch_mid:
     .space 2048
     .align 3
 dt_regs:
-    .space 256
+    .space 528
 dt_cur:
     .dword 0, 0
 dt_ntraps:
@@ -846,6 +1079,14 @@ pub fn sequence_asm(s: &Sequence) -> String {
     let _ = writeln!(a, "    li a1, {:#x}", s.data_seed);
     let _ = writeln!(a, "    la a2, dt_next_{i}");
     let _ = writeln!(a, "    call dt_begin");
+    if let Some(fp) = &s.fp {
+        for (r, v) in fp.fregs.iter().enumerate() {
+            let _ = writeln!(a, "    li t0, {v:#x}");
+            let _ = writeln!(a, "    fmv.d.x f{r}, t0");
+        }
+        let _ = writeln!(a, "    csrwi fcsr, 0");
+        let _ = writeln!(a, "    csrwi frm, {}", fp.frm);
+    }
     for (r, v) in s.regs.iter().enumerate().skip(1) {
         if r != SP as usize {
             let _ = writeln!(a, "    li x{r}, {v:#x}");
@@ -871,6 +1112,17 @@ pub fn sequence_asm(s: &Sequence) -> String {
     }
     let _ = writeln!(a, "    csrr t1, mscratch");
     let _ = writeln!(a, "    sd t1, 40(t0)");
+    let words = if s.fp.is_some() {
+        for r in 0..32 {
+            let _ = writeln!(a, "    fsd f{r}, {}(t0)", (32 + r) * 8);
+        }
+        let _ = writeln!(a, "    csrr t1, fcsr");
+        let _ = writeln!(a, "    sd t1, {}(t0)", 64 * 8);
+        65
+    } else {
+        32
+    };
+    let _ = writeln!(a, "    li s10, {words}");
     let _ = writeln!(a, "    call dt_dump");
     let _ = writeln!(a, "dt_next_{i}:");
     a
@@ -959,13 +1211,24 @@ pub struct Dump {
 impl Dump {
     /// Ran to the end, exited 0, and no sequence trapped.
     pub fn clean(&self) -> bool {
-        self.done
-            && self.exit_code == Some(0)
-            && !self.timed_out
+        self.finished()
             && self
                 .records
                 .values()
                 .all(|r| matches!(r, Record::Regs { .. }))
+    }
+    /// Ran to the end and exited 0 (sequences may have trapped).
+    pub fn finished(&self) -> bool {
+        self.done && self.exit_code == Some(0) && !self.timed_out
+    }
+    /// What a run of `kind` must achieve: integer sequences never trap (the generator avoids
+    /// it); floating-point ones may, when a random `fcsr` write leaves a reserved `frm` for a
+    /// dynamic-rounding instruction (both sides must then agree on the trap).
+    pub fn ok_for(&self, kind: Kind) -> bool {
+        match kind {
+            Kind::Integer => self.clean(),
+            Kind::Float => self.finished(),
+        }
     }
     /// One-line summary of how the run ended.
     pub fn ending(&self) -> String {
@@ -999,14 +1262,16 @@ pub fn parse_dump(out: &str) -> Dump {
                 d.done = true;
                 continue;
             }
-            Some("R") if t.len() == 34 => {
+            // index, x1..x31, [f0..f31, fcsr,] hash
+            Some("R") if t.len() == 34 || t.len() == 67 => {
                 let v: Option<Vec<u64>> = t[1..].iter().map(|s| hex(s)).collect();
                 v.map(|v| {
+                    let last = v.len() - 1;
                     (
                         v[0] as usize,
                         Record::Regs {
-                            regs: v[1..32].to_vec(),
-                            hash: v[32],
+                            regs: v[1..last].to_vec(),
+                            hash: v[last],
                         },
                     )
                 })
@@ -1134,11 +1399,12 @@ pub fn diff_records(
             let mut v = Vec::new();
             for (i, (va, vb)) in ra.iter().zip(rb).enumerate() {
                 if va != vb {
-                    let r = i + 1;
-                    v.push(format!(
-                        "x{r:<2} ({:>4}): {a_name}={va:#018x} {b_name}={vb:#018x}",
-                        NAMES[r]
-                    ));
+                    let name = match i + 1 {
+                        r @ 1..=31 => format!("x{r:<2} ({:>4})", NAMES[r]),
+                        r @ 32..=63 => format!("f{:<2}       ", r - 32),
+                        _ => "fcsr     ".to_string(),
+                    };
+                    v.push(format!("{name}: {a_name}={va:#018x} {b_name}={vb:#018x}"));
                 }
             }
             if ha != hb {
@@ -1225,6 +1491,7 @@ pub enum Compressed {
 
 pub struct Config<'a> {
     pub seed: u64,
+    pub kind: Kind,
     pub count: usize,
     pub per_program: usize,
     pub work_dir: PathBuf,
@@ -1252,13 +1519,14 @@ pub fn programs(
     count: usize,
     per_program: usize,
     compressed: Compressed,
+    kind: Kind,
 ) -> Vec<Program> {
     let per = per_program.max(1);
     (0..count.div_ceil(per))
         .map(|p| Program {
             compressed: compressed == Compressed::Alternate && p % 2 == 1,
             seqs: (p * per..((p + 1) * per).min(count))
-                .map(|i| generate_sequence(seed, i))
+                .map(|i| generate(seed, i, kind))
                 .collect(),
         })
         .collect()
@@ -1275,7 +1543,7 @@ fn run_program(cfg: &Config, idx: usize, p: &Program) -> Result<ProgramResult> {
     let elf = build(p, &cfg.work_dir, &format!("prog_{idx:04}"))?;
     let indexes: Vec<usize> = p.seqs.iter().map(|s| s.index).collect();
     let a = cfg.reference.run(&elf, cfg.timeout)?;
-    if !a.clean() || indexes.iter().any(|i| !a.records.contains_key(i)) {
+    if !a.ok_for(cfg.kind) || indexes.iter().any(|i| !a.records.contains_key(i)) {
         bail!(
             "reference {} did not run {} cleanly (a generator or harness bug, not a difference): \
              {}",
@@ -1286,8 +1554,8 @@ fn run_program(cfg: &Config, idx: usize, p: &Program) -> Result<ProgramResult> {
     }
     let b = cfg.other.run(&elf, cfg.timeout)?;
     let mismatches = compare(&cfg.reference.name(), &a, &cfg.other.name(), &b, &indexes);
-    let other_problem =
-        (!b.clean()).then(|| format!("{} on {}: {}", cfg.other.name(), elf.display(), b.ending()));
+    let other_problem = (!b.ok_for(cfg.kind))
+        .then(|| format!("{} on {}: {}", cfg.other.name(), elf.display(), b.ending()));
     Ok(ProgramResult {
         program: idx,
         mismatches,
@@ -1297,7 +1565,13 @@ fn run_program(cfg: &Config, idx: usize, p: &Program) -> Result<ProgramResult> {
 
 /// Build and run every program on both emulators; `Err` carries the full failure report.
 pub fn run_difftest(cfg: &Config) -> Result<Summary> {
-    let progs = programs(cfg.seed, cfg.count, cfg.per_program, cfg.compressed);
+    let progs = programs(
+        cfg.seed,
+        cfg.count,
+        cfg.per_program,
+        cfg.compressed,
+        cfg.kind,
+    );
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Result<ProgramResult>>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -1406,7 +1680,7 @@ fn minimize_report(cfg: &Config, pi: usize, prog: &Program, index: usize) -> Str
         let p = single(units);
         let elf = build(&p, &dir, name).ok()?;
         let a = cfg.reference.run(&elf, timeout).ok()?;
-        if !a.clean() {
+        if !a.ok_for(cfg.kind) {
             return None;
         }
         let b = cfg.other.run(&elf, timeout).ok()?;
@@ -1461,8 +1735,8 @@ mod tests {
         let a: Vec<Sequence> = (0..50).map(|i| generate_sequence(7, i)).collect();
         let b: Vec<Sequence> = (0..50).map(|i| generate_sequence(7, i)).collect();
         assert_eq!(a, b);
-        let pa = programs(7, 120, 50, Compressed::Alternate);
-        let pb = programs(7, 120, 50, Compressed::Alternate);
+        let pa = programs(7, 120, 50, Compressed::Alternate, Kind::Integer);
+        let pb = programs(7, 120, 50, Compressed::Alternate, Kind::Integer);
         assert_eq!(pa.len(), 3);
         assert!(pa
             .iter()

@@ -4,6 +4,7 @@
 //! Environment:
 //! - `TESSERA_DIFFTEST_SEED`  master seed (decimal or 0x-hex; default fixed)
 //! - `TESSERA_DIFFTEST_COUNT` number of sequences (default 2000)
+//! - `TESSERA_DIFFTEST_FP_COUNT` number of F/D sequences (default 2000)
 //! - `TESSERA_DIFFTEST_OTHER=qemu` run QEMU on both sides (validates the harness itself)
 
 use std::path::{Path, PathBuf};
@@ -11,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tessera_tests::bin_path;
-use tessera_tests::difftest::{run_difftest, Compressed, Config, Dump, Emulator, Qemu, TesseraCpu};
+use tessera_tests::difftest::{
+    run_difftest, Compressed, Config, Dump, Emulator, Kind, Qemu, TesseraCpu,
+};
 
 const DEFAULT_SEED: u64 = 0x7e55_e7a0_d1ff_0001;
 const DEFAULT_COUNT: usize = 2000;
@@ -43,6 +46,7 @@ fn difftest_random_sequences_match_qemu() {
     };
     let cfg = Config {
         seed,
+        kind: Kind::Integer,
         count,
         per_program: 50,
         work_dir: work_dir("difftest"),
@@ -57,6 +61,47 @@ fn difftest_random_sequences_match_qemu() {
     match run_difftest(&cfg) {
         Ok(s) => eprintln!(
             "difftest: {} sequences ({} units) in {} programs match between qemu and {} \
+             (seed {seed:#x}) in {:.1?}",
+            s.sequences,
+            s.units,
+            s.programs,
+            other.name(),
+            start.elapsed()
+        ),
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+/// F and D: random sequences over corner values (NaN payloads, subnormals, unboxed singles,
+/// conversion limits) in every rounding mode; f0..f31 and fcsr (values and flags) must match.
+#[test]
+fn difftest_fp_sequences_match_qemu() {
+    let seed = env_u64("TESSERA_DIFFTEST_SEED").unwrap_or(DEFAULT_SEED);
+    let count = env_u64("TESSERA_DIFFTEST_FP_COUNT").map_or(DEFAULT_COUNT, |c| c as usize);
+    let qemu = Qemu::default();
+    let other: Box<dyn Emulator> = match std::env::var("TESSERA_DIFFTEST_OTHER").as_deref() {
+        Ok("qemu") => Box::new(Qemu::default()),
+        _ => Box::new(TesseraCpu {
+            binary: bin_path("tessera-cpu"),
+        }),
+    };
+    let cfg = Config {
+        seed,
+        kind: Kind::Float,
+        count,
+        per_program: 50,
+        work_dir: work_dir("difftest-fp"),
+        reference: &qemu,
+        other: other.as_ref(),
+        jobs: 2,
+        timeout: Duration::from_secs(60),
+        compressed: Compressed::Alternate,
+        minimize_budget: 300,
+    };
+    let start = Instant::now();
+    match run_difftest(&cfg) {
+        Ok(s) => eprintln!(
+            "difftest (F/D): {} sequences ({} units) in {} programs match between qemu and {} \
              (seed {seed:#x}) in {:.1?}",
             s.sequences,
             s.units,
@@ -114,6 +159,7 @@ fn difftest_detects_and_minimises_an_injected_bug() {
     let buggy = SltuBug(Qemu::default());
     let cfg = Config {
         seed: 42,
+        kind: Kind::Integer,
         count: 100,
         per_program: 50,
         work_dir: work_dir("difftest-injected"),

@@ -9,6 +9,9 @@ use tessera_dbt::Trapped;
 
 /// CSR numbers.
 pub mod num {
+    pub const FFLAGS: u16 = 0x001;
+    pub const FRM: u16 = 0x002;
+    pub const FCSR: u16 = 0x003;
     pub const SSTATUS: u16 = 0x100;
     pub const SIE: u16 = 0x104;
     pub const STVEC: u16 = 0x105;
@@ -72,18 +75,40 @@ pub mod ms {
     pub const TVM: u64 = 1 << 20;
     pub const TW: u64 = 1 << 21;
     pub const TSR: u64 = 1 << 22;
+    /// Floating-point unit state: Off, Initial, Clean, Dirty.
+    pub const FS_SHIFT: u32 = 13;
+    pub const FS: u64 = 3 << FS_SHIFT;
+    pub const FS_DIRTY: u64 = 3 << FS_SHIFT;
+    /// Some extension state is dirty (here: FS).
+    pub const SD: u64 = 1 << 63;
     /// UXL = SXL = 2 (64-bit), read-only.
     pub const XLEN_FIELDS: u64 = (2 << 32) | (2 << 34);
     pub const M_WRITABLE: u64 =
-        SIE | MIE | SPIE | MPIE | SPP | MPP | MPRV | SUM | MXR | TVM | TW | TSR;
-    /// What `sstatus` shows of `mstatus` (FS/VS/XS/SD are zero: no F, D or V yet).
-    pub const S_VIEW: u64 = SIE | SPIE | SPP | SUM | MXR | (3 << 32);
-    pub const S_WRITABLE: u64 = SIE | SPIE | SPP | SUM | MXR;
+        SIE | MIE | SPIE | MPIE | SPP | MPP | FS | MPRV | SUM | MXR | TVM | TW | TSR;
+    /// What `sstatus` shows of `mstatus` (VS/XS are zero: no V, no custom extensions).
+    pub const S_VIEW: u64 = SIE | SPIE | SPP | FS | SUM | MXR | (3 << 32) | SD;
+    pub const S_WRITABLE: u64 = SIE | SPIE | SPP | FS | SUM | MXR;
+
+    /// `value` with SD recomputed from FS.
+    pub fn with_sd(value: u64) -> u64 {
+        if value & FS == FS_DIRTY {
+            value | SD
+        } else {
+            value & !SD
+        }
+    }
 }
 
-/// MXL = 64, extensions A C I M S U.
-pub const MISA_VALUE: u64 =
-    (2 << 62) | (1 << 0) | (1 << 2) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20);
+/// MXL = 64, extensions A C D F I M S U.
+pub const MISA_VALUE: u64 = (2 << 62)
+    | (1 << 0)
+    | (1 << 2)
+    | (1 << 3)
+    | (1 << 5)
+    | (1 << 8)
+    | (1 << 12)
+    | (1 << 18)
+    | (1 << 20);
 /// Exceptions that can be delegated to S-mode (0-9, 11-13, 15).
 const MEDELEG_MASK: u64 = 0xbbff;
 const S_INTS: u64 = (1 << irq::SSI) | (1 << irq::STI) | (1 << irq::SEI);
@@ -101,6 +126,9 @@ const PMPADDR_MASK: u64 = (1 << 54) - 1;
 
 pub struct Csrs {
     pub mstatus: u64,
+    /// `fcsr`: accrued exception flags (5 bits) and the dynamic rounding mode (3 bits).
+    pub fflags: u8,
+    pub frm: u8,
     pub medeleg: u64,
     pub mideleg: u64,
     pub mie: u64,
@@ -139,6 +167,8 @@ impl Csrs {
     pub fn new() -> Self {
         Csrs {
             mstatus: ms::XLEN_FIELDS,
+            fflags: 0,
+            frm: 0,
             medeleg: 0,
             mideleg: 0,
             mie: 0,
@@ -219,6 +249,10 @@ impl Hart {
         use num::*;
         let c = &self.csr;
         Some(match num {
+            FFLAGS | FRM | FCSR if c.mstatus & ms::FS == 0 => return None,
+            FFLAGS => c.fflags as u64,
+            FRM => c.frm as u64,
+            FCSR => (c.frm as u64) << 5 | c.fflags as u64,
             SSTATUS => c.mstatus & ms::S_VIEW,
             SIE => c.mie & c.mideleg,
             STVEC => c.stvec,
@@ -299,8 +333,20 @@ impl Hart {
         use num::*;
         let c = &mut self.csr;
         match num {
+            // Reads checked FS; a write makes the state dirty.
+            FFLAGS | FRM | FCSR => {
+                match num {
+                    FFLAGS => c.fflags = (v & 0x1f) as u8,
+                    FRM => c.frm = (v & 7) as u8,
+                    _ => {
+                        c.fflags = (v & 0x1f) as u8;
+                        c.frm = ((v >> 5) & 7) as u8;
+                    }
+                }
+                c.mstatus = ms::with_sd(c.mstatus | ms::FS_DIRTY);
+            }
             SSTATUS => {
-                let new = (c.mstatus & !ms::S_WRITABLE) | (v & ms::S_WRITABLE);
+                let new = ms::with_sd((c.mstatus & !ms::S_WRITABLE) | (v & ms::S_WRITABLE));
                 if (new ^ c.mstatus) & (ms::SUM | ms::MXR) != 0 {
                     self.cpu.tlb.flush();
                 }
@@ -349,7 +395,7 @@ impl Hart {
                 }
             }
             MSTATUS => {
-                let mut new = (c.mstatus & !ms::M_WRITABLE) | (v & ms::M_WRITABLE);
+                let mut new = ms::with_sd((c.mstatus & !ms::M_WRITABLE) | (v & ms::M_WRITABLE));
                 if (new & ms::MPP) >> ms::MPP_SHIFT == 2 {
                     new = (new & !ms::MPP) | (c.mstatus & ms::MPP); // reserved MPP: keep the old one
                 }

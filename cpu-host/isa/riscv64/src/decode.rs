@@ -175,6 +175,24 @@ fn f_j(x: u32) -> Option<Args> {
         imm: sext(imm as u64, 21),
     })
 }
+/// FP R-type: imm = the rounding-mode field (funct3).
+fn f_fr(x: u32) -> Option<Args> {
+    Some(Args {
+        rd: rd(x),
+        rs1: rs1(x),
+        rs2: rs2(x),
+        imm: bits(x, 14, 12) as i64,
+    })
+}
+/// FP R4-type (fused multiply-add): imm = rm | rs3 << 3.
+fn f_r4(x: u32) -> Option<Args> {
+    Some(Args {
+        rd: rd(x),
+        rs1: rs1(x),
+        rs2: rs2(x),
+        imm: (bits(x, 14, 12) | bits(x, 31, 27) << 3) as i64,
+    })
+}
 fn f_none(_: u32) -> Option<Args> {
     Some(Args::default())
 }
@@ -402,6 +420,16 @@ fn c_add(x: u32) -> Option<Args> {
         imm: 0,
     })
 }
+/// c.fldsp: like c.ldsp, but f0 is a valid destination.
+fn c_fldsp(x: u32) -> Option<Args> {
+    let imm = (bits(x, 12, 12) << 5) | (bits(x, 6, 5) << 3) | (bits(x, 4, 2) << 6);
+    Some(Args {
+        rd: rd(x),
+        rs1: 2,
+        rs2: 0,
+        imm: imm as i64,
+    })
+}
 fn c_swsp(x: u32) -> Option<Args> {
     let imm = (bits(x, 12, 9) << 2) | (bits(x, 8, 7) << 6);
     Some(Args {
@@ -421,7 +449,7 @@ fn c_sdsp(x: u32) -> Option<Args> {
     })
 }
 
-use trans::{privileged as p, rva as a, rvi as i, rvm as m, zb as b, zicsr as z};
+use trans::{privileged as p, rva as a, rvfd as fd, rvi as i, rvm as m, zb as b, zicsr as z};
 
 /// The 32-bit encodings of RV64IMA + Zicsr + Zifencei + the privileged instructions.
 #[rustfmt::skip]
@@ -587,6 +615,69 @@ pub static TABLE32: &[Pattern] = &[
     pat("amomax.d",  "10100 -- ----- ----- 011 ----- 0101111", f_r, a::amomax_d),
     pat("amominu.d", "11000 -- ----- ----- 011 ----- 0101111", f_r, a::amominu_d),
     pat("amomaxu.d", "11100 -- ----- ----- 011 ----- 0101111", f_r, a::amomaxu_d),
+    // F and D — unprivileged spec, chapters "F" and "D" (RV64 forms included)
+    pat("flw",       "------------ ----- 010 ----- 0000111", f_i, fd::flw),
+    pat("fld",       "------------ ----- 011 ----- 0000111", f_i, fd::fld),
+    pat("fsw",       "------- ----- ----- 010 ----- 0100111", f_s, fd::fsw),
+    pat("fsd",       "------- ----- ----- 011 ----- 0100111", f_s, fd::fsd),
+    pat("fmadd.s",   "----- 00 ----- ----- --- ----- 1000011", f_r4, fd::fmadd_s),
+    pat("fmadd.d",   "----- 01 ----- ----- --- ----- 1000011", f_r4, fd::fmadd_d),
+    pat("fmsub.s",   "----- 00 ----- ----- --- ----- 1000111", f_r4, fd::fmsub_s),
+    pat("fmsub.d",   "----- 01 ----- ----- --- ----- 1000111", f_r4, fd::fmsub_d),
+    pat("fnmsub.s",  "----- 00 ----- ----- --- ----- 1001011", f_r4, fd::fnmsub_s),
+    pat("fnmsub.d",  "----- 01 ----- ----- --- ----- 1001011", f_r4, fd::fnmsub_d),
+    pat("fnmadd.s",  "----- 00 ----- ----- --- ----- 1001111", f_r4, fd::fnmadd_s),
+    pat("fnmadd.d",  "----- 01 ----- ----- --- ----- 1001111", f_r4, fd::fnmadd_d),
+    pat("fadd.s",    "0000000 ----- ----- --- ----- 1010011", f_fr, fd::fadd_s),
+    pat("fadd.d",    "0000001 ----- ----- --- ----- 1010011", f_fr, fd::fadd_d),
+    pat("fsub.s",    "0000100 ----- ----- --- ----- 1010011", f_fr, fd::fsub_s),
+    pat("fsub.d",    "0000101 ----- ----- --- ----- 1010011", f_fr, fd::fsub_d),
+    pat("fmul.s",    "0001000 ----- ----- --- ----- 1010011", f_fr, fd::fmul_s),
+    pat("fmul.d",    "0001001 ----- ----- --- ----- 1010011", f_fr, fd::fmul_d),
+    pat("fdiv.s",    "0001100 ----- ----- --- ----- 1010011", f_fr, fd::fdiv_s),
+    pat("fdiv.d",    "0001101 ----- ----- --- ----- 1010011", f_fr, fd::fdiv_d),
+    pat("fsqrt.s",   "0101100 00000 ----- --- ----- 1010011", f_fr, fd::fsqrt_s),
+    pat("fsqrt.d",   "0101101 00000 ----- --- ----- 1010011", f_fr, fd::fsqrt_d),
+    pat("fsgnj.s",   "0010000 ----- ----- 000 ----- 1010011", f_fr, fd::fsgnj_s),
+    pat("fsgnjn.s",  "0010000 ----- ----- 001 ----- 1010011", f_fr, fd::fsgnjn_s),
+    pat("fsgnjx.s",  "0010000 ----- ----- 010 ----- 1010011", f_fr, fd::fsgnjx_s),
+    pat("fsgnj.d",   "0010001 ----- ----- 000 ----- 1010011", f_fr, fd::fsgnj_d),
+    pat("fsgnjn.d",  "0010001 ----- ----- 001 ----- 1010011", f_fr, fd::fsgnjn_d),
+    pat("fsgnjx.d",  "0010001 ----- ----- 010 ----- 1010011", f_fr, fd::fsgnjx_d),
+    pat("fmin.s",    "0010100 ----- ----- 000 ----- 1010011", f_fr, fd::fmin_s),
+    pat("fmax.s",    "0010100 ----- ----- 001 ----- 1010011", f_fr, fd::fmax_s),
+    pat("fmin.d",    "0010101 ----- ----- 000 ----- 1010011", f_fr, fd::fmin_d),
+    pat("fmax.d",    "0010101 ----- ----- 001 ----- 1010011", f_fr, fd::fmax_d),
+    pat("fcvt.s.d",  "0100000 00001 ----- --- ----- 1010011", f_fr, fd::fcvt_s_d),
+    pat("fcvt.d.s",  "0100001 00000 ----- --- ----- 1010011", f_fr, fd::fcvt_d_s),
+    pat("feq.s",     "1010000 ----- ----- 010 ----- 1010011", f_fr, fd::feq_s),
+    pat("flt.s",     "1010000 ----- ----- 001 ----- 1010011", f_fr, fd::flt_s),
+    pat("fle.s",     "1010000 ----- ----- 000 ----- 1010011", f_fr, fd::fle_s),
+    pat("feq.d",     "1010001 ----- ----- 010 ----- 1010011", f_fr, fd::feq_d),
+    pat("flt.d",     "1010001 ----- ----- 001 ----- 1010011", f_fr, fd::flt_d),
+    pat("fle.d",     "1010001 ----- ----- 000 ----- 1010011", f_fr, fd::fle_d),
+    pat("fclass.s",  "1110000 00000 ----- 001 ----- 1010011", f_fr, fd::fclass_s),
+    pat("fclass.d",  "1110001 00000 ----- 001 ----- 1010011", f_fr, fd::fclass_d),
+    pat("fmv.x.w",   "1110000 00000 ----- 000 ----- 1010011", f_fr, fd::fmv_x_w),
+    pat("fmv.x.d",   "1110001 00000 ----- 000 ----- 1010011", f_fr, fd::fmv_x_d),
+    pat("fmv.w.x",   "1111000 00000 ----- 000 ----- 1010011", f_fr, fd::fmv_w_x),
+    pat("fmv.d.x",   "1111001 00000 ----- 000 ----- 1010011", f_fr, fd::fmv_d_x),
+    pat("fcvt.w.s",  "1100000 00000 ----- --- ----- 1010011", f_fr, fd::fcvt_w_s),
+    pat("fcvt.wu.s", "1100000 00001 ----- --- ----- 1010011", f_fr, fd::fcvt_wu_s),
+    pat("fcvt.l.s",  "1100000 00010 ----- --- ----- 1010011", f_fr, fd::fcvt_l_s),
+    pat("fcvt.lu.s", "1100000 00011 ----- --- ----- 1010011", f_fr, fd::fcvt_lu_s),
+    pat("fcvt.w.d",  "1100001 00000 ----- --- ----- 1010011", f_fr, fd::fcvt_w_d),
+    pat("fcvt.wu.d", "1100001 00001 ----- --- ----- 1010011", f_fr, fd::fcvt_wu_d),
+    pat("fcvt.l.d",  "1100001 00010 ----- --- ----- 1010011", f_fr, fd::fcvt_l_d),
+    pat("fcvt.lu.d", "1100001 00011 ----- --- ----- 1010011", f_fr, fd::fcvt_lu_d),
+    pat("fcvt.s.w",  "1101000 00000 ----- --- ----- 1010011", f_fr, fd::fcvt_s_w),
+    pat("fcvt.s.wu", "1101000 00001 ----- --- ----- 1010011", f_fr, fd::fcvt_s_wu),
+    pat("fcvt.s.l",  "1101000 00010 ----- --- ----- 1010011", f_fr, fd::fcvt_s_l),
+    pat("fcvt.s.lu", "1101000 00011 ----- --- ----- 1010011", f_fr, fd::fcvt_s_lu),
+    pat("fcvt.d.w",  "1101001 00000 ----- --- ----- 1010011", f_fr, fd::fcvt_d_w),
+    pat("fcvt.d.wu", "1101001 00001 ----- --- ----- 1010011", f_fr, fd::fcvt_d_wu),
+    pat("fcvt.d.l",  "1101001 00010 ----- --- ----- 1010011", f_fr, fd::fcvt_d_l),
+    pat("fcvt.d.lu", "1101001 00011 ----- --- ----- 1010011", f_fr, fd::fcvt_d_lu),
 ];
 
 /// The 16-bit (RVC, RV64) encodings, each mapped onto a base instruction.
@@ -598,6 +689,8 @@ pub static TABLE16: &[Pattern] = &[
     pat("c.ld",       "011 --- --- -- --- 00", c_ld, i::ld),
     pat("c.sw",       "110 --- --- -- --- 00", c_sw, i::sw),
     pat("c.sd",       "111 --- --- -- --- 00", c_sd, i::sd),
+    pat("c.fld",      "001 --- --- -- --- 00", c_ld, fd::fld),
+    pat("c.fsd",      "101 --- --- -- --- 00", c_sd, fd::fsd),
     // quadrant 1
     pat("c.addi",     "000 - ----- ----- 01", c_addi, i::addi),
     pat("c.addiw",    "001 - ----- ----- 01", c_addiw, i::addiw),
@@ -627,6 +720,8 @@ pub static TABLE16: &[Pattern] = &[
     pat("c.add",      "100 1 ----- ----- 10", c_add, i::add),
     pat("c.swsp",     "110 - ----- ----- 10", c_swsp, i::sw),
     pat("c.sdsp",     "111 - ----- ----- 10", c_sdsp, i::sd),
+    pat("c.fldsp",    "001 - ----- ----- 10", c_fldsp, fd::fld),
+    pat("c.fsdsp",    "101 - ----- ----- 10", c_sdsp, fd::fsd),
 ];
 
 /// Intended overlaps: (more specific, more general). The specific one is listed first.

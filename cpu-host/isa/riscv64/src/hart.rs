@@ -90,9 +90,12 @@ impl Guest for Hart {
     fn cpu_ref(&self) -> &CpuState {
         &self.cpu
     }
+    /// Privilege in bits 0..2, `mstatus.FS` in bits 2..4 (FP instructions are illegal when
+    /// it is Off, and mark it Dirty unless it already is).
     #[inline]
     fn mode(&self) -> u32 {
         self.priv_ as u32
+            | (((self.csr.mstatus & crate::csr::ms::FS) >> crate::csr::ms::FS_SHIFT) as u32) << 2
     }
     fn translate(&mut self, pc: u64) -> Result<Block, Trapped> {
         crate::translate::translate_block(self, pc)
@@ -131,6 +134,12 @@ impl Guest for Hart {
             helper::SRET => self.sret().map(|_| 0),
             helper::WFI => self.wfi().map(|_| 0),
             helper::CBO_ZERO => self.cbo_zero(a, imm as u64 & 0xffff_ffff).map(|_| 0),
+            helper::FP => self.fp_insn(imm as u64, a),
+            helper::FS_DIRTY => {
+                self.csr.mstatus =
+                    crate::csr::ms::with_sd(self.csr.mstatus | crate::csr::ms::FS_DIRTY);
+                Ok(0)
+            }
             helper::FENCE_I => {
                 self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
                 Ok(0)

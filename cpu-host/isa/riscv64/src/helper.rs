@@ -12,6 +12,25 @@ pub const FENCE_I: u16 = 7;
 pub const SFENCE_VMA: u16 = 8;
 /// Zicboz `cbo.zero`: a = rs1, imm = the instruction bits (for an illegal-instruction trap).
 pub const CBO_ZERO: u16 = 9;
+/// A floating-point operation (`fpu::exec`): a = the first source's value, imm = [`fp_arg`].
+/// d = the result. Traps only on a dynamic rounding mode that `frm` makes invalid.
+pub const FP: u16 = 10;
+/// Set `mstatus.FS` to Dirty (emitted after the first instruction of a block that writes
+/// floating-point state, when the block was translated with FS Initial or Clean).
+pub const FS_DIRTY: u16 = 11;
+
+/// Layout of the FP helper's immediate.
+pub mod fp_arg {
+    /// bits 0..8: the `fpu::FpOp`.
+    pub const OP_MASK: u64 = 0xff;
+    /// bit 8: double precision.
+    pub const DOUBLE: u64 = 1 << 8;
+    /// bits 9..12: the instruction's rounding mode (7 = `frm`).
+    pub const RM_SHIFT: u32 = 9;
+    /// bits 16..24 and 24..32: the slots of the second and third sources.
+    pub const B_SHIFT: u32 = 16;
+    pub const C_SHIFT: u32 = 24;
+}
 
 /// Layout of the CSR helper's immediate.
 pub mod csr_arg {

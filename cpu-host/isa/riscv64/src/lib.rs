@@ -4,11 +4,12 @@
 //! executed by the core. [`Hart`] implements `tessera_dbt::Guest`: CSRs ([`csr`]), traps and
 //! interrupts ([`trap`]), memory slow paths and address translation ([`mmu`]).
 //!
-//! Implemented: RV64IMAC, Zicsr, Zifencei, Zicntr, Zihintpause; M, S and U modes.
+//! Implemented: RV64IMAFDC, Zicsr, Zifencei, Zicntr, Zihintpause; M, S and U modes.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod csr;
 pub mod decode;
+pub mod fpu;
 pub mod hart;
 pub mod helper;
 pub mod mmu;
@@ -39,7 +40,7 @@ impl Priv {
 
 /// `riscv,isa` for the FDT: what this frontend implements, nothing more.
 pub const ISA_STRING: &str =
-    "rv64imac_zicbop_zicboz_zicntr_zicond_zicsr_zifencei_zihintpause_zba_zbb_zbc_zbkb_zbs_sstc";
+    "rv64imafdc_zicbop_zicboz_zicntr_zicond_zicsr_zifencei_zihintpause_zba_zbb_zbc_zbkb_zbs_sstc";
 /// `riscv,isa-base`.
 pub const ISA_BASE: &str = "rv64i";
 /// `riscv,isa-extensions`.
@@ -47,6 +48,8 @@ pub const ISA_EXTENSIONS: &[&str] = &[
     "i",
     "m",
     "a",
+    "f",
+    "d",
     "c",
     "zicbop",
     "zicboz",

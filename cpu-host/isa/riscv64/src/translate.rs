@@ -18,6 +18,7 @@ pub fn translate_block(h: &mut Hart, pc: u64) -> Result<Block, Trapped> {
         next_pc: pc,
         insn: 0,
         priv_: h.priv_,
+        fs: ((h.csr.mstatus & crate::csr::ms::FS) >> crate::csr::ms::FS_SHIFT) as u8,
         end: None,
         side_exits: 0,
     };

@@ -20,6 +20,7 @@ macro_rules! alu {
 
 pub mod privileged;
 pub mod rva;
+pub mod rvfd;
 pub mod rvi;
 pub mod rvm;
 pub mod zb;
@@ -40,6 +41,8 @@ pub type TransFn = fn(&mut Tr, &Args) -> TResult;
 /// temporaries follow; writes to x0 go to a sink slot.
 pub mod slot {
     use tessera_dbt::Slot;
+    /// `f0`; `f1..f31` follow (slots 32..63).
+    pub const F0: Slot = 32;
     pub const T0: Slot = 64;
     pub const T1: Slot = 65;
     /// Destination for results nobody reads (writes to x0).
@@ -56,6 +59,8 @@ pub struct Tr {
     /// Raw bits of the instruction (16 bits for compressed ones).
     pub insn: u32,
     pub priv_: Priv,
+    /// `mstatus.FS` for the instructions translated so far (0 = Off: FP is illegal).
+    pub fs: u8,
     /// Set when the instruction ends the block.
     pub end: Option<Terminator>,
     /// Side exits emitted so far (conditional branches inside the block).
