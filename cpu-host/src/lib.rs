@@ -87,6 +87,19 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                 h.cache.full_flushes,
                 h.cache.invalidated
             );
+            let counts = |v: &[u64]| -> String {
+                v.iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n != 0)
+                    .map(|(c, n)| format!("{c}:{n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            eprintln!(
+                "tessera-cpu: hart{i}: traps by cause: interrupts [{}], exceptions [{}]",
+                counts(&h.interrupts),
+                counts(&h.exceptions)
+            );
         }
         let secs = elapsed.as_secs_f64();
         eprintln!(

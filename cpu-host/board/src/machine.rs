@@ -221,6 +221,9 @@ pub struct HartStats {
     /// Its pending interrupt lines (the signal word) at that moment.
     pub pending: u64,
     pub cache: CacheStats,
+    /// Traps taken by cause number: interrupts and exceptions.
+    pub interrupts: [u64; 16],
+    pub exceptions: [u64; 32],
 }
 
 #[derive(Debug)]
@@ -823,6 +826,8 @@ impl Machine {
                         privilege: hart.priv_ as u8,
                         pending: signals.pending(),
                         cache: cache.stats,
+                        interrupts: hart.interrupts_taken,
+                        exceptions: hart.exceptions_taken,
                     }
                 })
                 .map_err(|source| BoardError::Thread {

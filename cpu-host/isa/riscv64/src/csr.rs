@@ -223,10 +223,18 @@ impl Hart {
             return Err(self.illegal());
         };
         if writes {
+            // mip.SEIP reads as the OR of the software-writable bit and the PLIC's signal, but
+            // only the software bit takes part in a read-modify-write (privileged spec 3.1.9):
+            // otherwise `csrs mip, SSIP` during an external interrupt would latch SEIP forever.
+            let base = if num == num::MIP || num == num::SIP {
+                old & !(1 << irq::SEI) | self.signals.pending() & (1 << irq::SEI)
+            } else {
+                old
+            };
             let new = match op {
                 csr_arg::OP_RW => src,
-                csr_arg::OP_RS => old | src,
-                _ => old & !src,
+                csr_arg::OP_RS => base | src,
+                _ => base & !src,
             };
             if self.csr_write(num, new).is_none() {
                 return Err(self.illegal());

@@ -26,6 +26,9 @@ pub struct Hart {
     pub priv_: Priv,
     pub csr: Csrs,
     pub hartid: u64,
+    /// Traps taken, by cause (for `--stats`): interrupts, exceptions.
+    pub interrupts_taken: [u64; 16],
+    pub exceptions_taken: [u64; 32],
     pub(crate) phys: Arc<PhysMap>,
     pub(crate) signals: Arc<VcpuSignals>,
     pub(crate) time: Arc<dyn Fn() -> u64 + Send + Sync>,
@@ -39,6 +42,8 @@ impl Hart {
             priv_: Priv::M,
             csr: Csrs::new(),
             hartid: cfg.hartid,
+            interrupts_taken: [0; 16],
+            exceptions_taken: [0; 32],
             phys: cfg.phys,
             signals: cfg.signals,
             time: cfg.time,

@@ -20,6 +20,14 @@ impl Hart {
     fn enter_trap(&mut self, cause: u64, tval: u64) {
         let interrupt = cause & cause::INTERRUPT != 0;
         let code = cause & !cause::INTERRUPT;
+        let counts: &mut [u64] = if interrupt {
+            &mut self.interrupts_taken
+        } else {
+            &mut self.exceptions_taken
+        };
+        if let Some(n) = counts.get_mut(code as usize) {
+            *n += 1;
+        }
         let deleg = if interrupt {
             self.csr.mideleg
         } else {
