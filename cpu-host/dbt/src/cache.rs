@@ -1,16 +1,24 @@
-//! The per-vCPU block cache: blocks keyed by (guest pc, mode), a direct-mapped jump cache in
-//! front of the hash map, chain links between blocks, and invalidation by the 64-byte chunks of
-//! physical memory their code came from.
+//! The per-vCPU block cache: blocks keyed by (guest pc, mode, guest physical pc), a
+//! direct-mapped jump cache in front of the hash map, chain links between blocks, and
+//! invalidation by the 64-byte chunks of physical memory their code came from.
 //!
 //! Blocks live in a slab that is only appended to until a full flush, so a link is a plain
 //! index. Each block also lists the links that point at it, so invalidating it unlinks them
-//! (as QEMU's `jmp_list`) and following a link needs no validity check: the run loop reads one
-//! word between two chained blocks.
+//! (as QEMU's `jmp_list`).
+//!
+//! Address translation changes (a new page table, `sfence.vma`) do not drop any block: they
+//! start a new *epoch* ([`BlockCache::remap`], O(1)). The jump cache and the chain links are
+//! trusted only within the epoch they were made in; after that, a block is found again through
+//! its physical address, which the guest computes under the new translation.
 
 use crate::ir::{Block, MAX_LINKS};
 use std::collections::HashMap;
 
 const NO_LINK: u32 = u32::MAX;
+const NO_JMP: (u64, u32, u32, u64) = (u64::MAX, 0, NO_LINK, u64::MAX);
+
+/// (virtual pc, mode, physical pc).
+type Key = (u64, u32, u64);
 const JMP_CACHE_BITS: u32 = 12;
 /// Flush everything when the slab grows past this many blocks (a bounded code cache).
 pub const MAX_BLOCKS: usize = 1 << 17;
@@ -19,6 +27,10 @@ pub const MAX_BLOCKS: usize = 1 << 17;
 pub struct CacheStats {
     pub translated: u64,
     pub full_flushes: u64,
+    /// Instruction-cache fences (blocks re-checked, not dropped).
+    pub code_fences: u64,
+    /// Address-translation changes (new epochs).
+    pub remaps: u64,
     /// Blocks dropped because code they were translated from was written.
     pub invalidated: u64,
 }
@@ -27,10 +39,20 @@ pub struct BlockCache {
     blocks: Vec<Block>,
     valid: Vec<bool>,
     links: Vec<[u32; MAX_LINKS]>,
+    /// The epoch each block's links were made in (older links count as absent).
+    links_epoch: Vec<u64>,
     /// For each block, the (block, link) pairs that point at it.
     incoming: Vec<Vec<(u32, u8)>>,
-    map: HashMap<(u64, u32), u32>,
-    jmp: Vec<(u64, u32, u32)>,
+    map: HashMap<Key, u32>,
+    /// (pc, mode, block, epoch).
+    jmp: Vec<(u64, u32, u32, u64)>,
+    /// Current address-translation epoch.
+    epoch: u64,
+    /// The epoch of the last instruction-cache fence: blocks checked before it are checked
+    /// against memory again before use.
+    code_epoch: u64,
+    /// The epoch in which each block was translated or last found unchanged.
+    checked: Vec<u64>,
     /// Blocks by physical page of their code (may list blocks that are no longer valid).
     page_blocks: HashMap<u64, Vec<u32>>,
     /// Bumped by every full flush: block indices from an older generation mean nothing.
@@ -50,9 +72,13 @@ impl BlockCache {
             blocks: Vec::new(),
             valid: Vec::new(),
             links: Vec::new(),
+            links_epoch: Vec::new(),
             incoming: Vec::new(),
             map: HashMap::new(),
-            jmp: vec![(u64::MAX, 0, NO_LINK); 1 << JMP_CACHE_BITS],
+            jmp: vec![NO_JMP; 1 << JMP_CACHE_BITS],
+            epoch: 0,
+            code_epoch: 0,
+            checked: Vec::new(),
             page_blocks: HashMap::new(),
             generation: 0,
             stats: CacheStats::default(),
@@ -69,17 +95,67 @@ impl BlockCache {
         self.valid.get(idx as usize).copied().unwrap_or(false)
     }
 
-    /// The valid block for (pc, mode), if cached.
+    /// The block for (pc, mode) found in this epoch, if the jump cache still has it: no
+    /// address translation needed.
     #[inline]
-    pub fn lookup(&mut self, pc: u64, mode: u32) -> Option<u32> {
-        let j = Self::jmp_index(pc);
-        let (jpc, jmode, idx) = self.jmp[j];
-        if jpc == pc && jmode == mode && self.is_valid(idx) {
-            return Some(idx);
+    pub fn lookup_fast(&self, pc: u64, mode: u32) -> Option<u32> {
+        let (jpc, jmode, idx, epoch) = self.jmp[Self::jmp_index(pc)];
+        (jpc == pc && jmode == mode && epoch == self.epoch && self.is_valid(idx)).then_some(idx)
+    }
+
+    /// The valid block for (pc, mode) whose code is at guest physical `phys`, if cached.
+    /// The caller checks [`Block::cross_page`] and then calls [`BlockCache::remember`].
+    #[inline]
+    pub fn lookup(&self, pc: u64, mode: u32, phys: u64) -> Option<u32> {
+        let idx = *self.map.get(&(pc, mode, phys))?;
+        self.is_valid(idx).then_some(idx)
+    }
+
+    /// Put a block found by [`BlockCache::lookup`] into the jump cache for this epoch.
+    #[inline]
+    pub fn remember(&mut self, idx: u32) {
+        if let Some(b) = self.blocks.get(idx as usize) {
+            self.jmp[Self::jmp_index(b.pc)] = (b.pc, b.mode, idx, self.epoch);
         }
-        let idx = *self.map.get(&(pc, mode))?;
-        self.jmp[j] = (pc, mode, idx);
-        Some(idx)
+    }
+
+    /// Address translation changed: forget which virtual pc means which block (every block
+    /// stays, reachable again through its physical address).
+    pub fn remap(&mut self) {
+        self.epoch += 1;
+        self.stats.remaps += 1;
+    }
+
+    /// An instruction-cache fence: like [`BlockCache::remap`], and every block must be found
+    /// unchanged in memory ([`BlockCache::needs_check`]) before it runs again. Cheaper than a
+    /// flush: checking a block is a compare of its bytes, translating it is not.
+    pub fn fence_code(&mut self) {
+        self.remap();
+        self.code_epoch = self.epoch;
+        self.stats.code_fences += 1;
+    }
+
+    /// Whether block `idx` must be compared with memory before use.
+    #[inline]
+    pub fn needs_check(&self, idx: u32) -> bool {
+        self.checked
+            .get(idx as usize)
+            .is_some_and(|&e| e < self.code_epoch)
+    }
+
+    /// Block `idx` was found unchanged in this epoch.
+    #[inline]
+    pub fn checked(&mut self, idx: u32) {
+        if let Some(e) = self.checked.get_mut(idx as usize) {
+            *e = self.epoch;
+        }
+    }
+
+    /// Drop block `idx` (its code changed).
+    pub fn discard(&mut self, idx: u32) {
+        if self.is_valid(idx) {
+            self.kill(idx);
+        }
     }
 
     /// Add a freshly translated block; returns its index and whether the cache was flushed
@@ -90,16 +166,18 @@ impl BlockCache {
             self.flush();
         }
         let idx = self.blocks.len() as u32;
-        let key = (block.pc, block.mode);
+        let key = (block.pc, block.mode, block.phys_pc);
         for &(page, _) in &block.code {
             self.page_blocks.entry(page).or_default().push(idx);
         }
         self.blocks.push(block);
         self.valid.push(true);
         self.links.push([NO_LINK; MAX_LINKS]);
+        self.links_epoch.push(self.epoch);
+        self.checked.push(self.epoch);
         self.incoming.push(Vec::new());
         self.map.insert(key, idx);
-        self.jmp[Self::jmp_index(key.0)] = (key.0, key.1, idx);
+        self.jmp[Self::jmp_index(key.0)] = (key.0, key.1, idx, self.epoch);
         self.stats.translated += 1;
         (idx, flushed)
     }
@@ -109,9 +187,13 @@ impl BlockCache {
         &self.blocks[idx as usize]
     }
 
-    /// The block linked from `from` through link `n` (always valid: invalidation unlinks).
+    /// The block linked from `from` through link `n` (always valid: invalidation unlinks; links
+    /// of an earlier epoch count as absent).
     #[inline(always)]
     pub fn link(&self, from: u32, n: u8) -> Option<u32> {
+        if self.links_epoch.get(from as usize) != Some(&self.epoch) {
+            return None;
+        }
         let to = *self.links.get(from as usize)?.get(n as usize)?;
         (to != NO_LINK).then_some(to)
     }
@@ -120,6 +202,15 @@ impl BlockCache {
     pub fn set_link(&mut self, from: u32, n: u8, to: u32) {
         if !self.is_valid(from) || !self.is_valid(to) {
             return;
+        }
+        if let Some(e) = self.links_epoch.get_mut(from as usize) {
+            if *e != self.epoch {
+                // Links of an earlier epoch: drop them all before making this one.
+                *e = self.epoch;
+                if let Some(l) = self.links.get_mut(from as usize) {
+                    *l = [NO_LINK; MAX_LINKS];
+                }
+            }
         }
         if let Some(l) = self
             .links
@@ -138,10 +229,12 @@ impl BlockCache {
         self.blocks.clear();
         self.valid.clear();
         self.links.clear();
+        self.links_epoch.clear();
+        self.checked.clear();
         self.incoming.clear();
         self.map.clear();
         self.page_blocks.clear();
-        self.jmp.fill((u64::MAX, 0, NO_LINK));
+        self.jmp.fill(NO_JMP);
         self.generation += 1;
         self.stats.full_flushes += 1;
     }
@@ -178,26 +271,34 @@ impl BlockCache {
             self.page_blocks.remove(&page);
         }
         for idx in dropped {
-            self.valid[idx as usize] = false;
-            for (from, n) in std::mem::take(&mut self.incoming[idx as usize]) {
-                if let Some(l) = self
-                    .links
-                    .get_mut(from as usize)
-                    .and_then(|l| l.get_mut(n as usize))
-                {
-                    if *l == idx {
-                        *l = NO_LINK;
-                    }
-                }
-            }
-            let b = &self.blocks[idx as usize];
-            let key = (b.pc, b.mode);
-            if self.map.get(&key) == Some(&idx) {
-                self.map.remove(&key);
-            }
-            self.stats.invalidated += 1;
+            self.kill(idx);
         }
         remaining
+    }
+
+    /// Make block `idx` unreachable: unlink it and drop it from the map.
+    fn kill(&mut self, idx: u32) {
+        let Some(v) = self.valid.get_mut(idx as usize) else {
+            return;
+        };
+        *v = false;
+        for (from, n) in std::mem::take(&mut self.incoming[idx as usize]) {
+            if let Some(l) = self
+                .links
+                .get_mut(from as usize)
+                .and_then(|l| l.get_mut(n as usize))
+            {
+                if *l == idx {
+                    *l = NO_LINK;
+                }
+            }
+        }
+        let b = &self.blocks[idx as usize];
+        let key = (b.pc, b.mode, b.phys_pc);
+        if self.map.get(&key) == Some(&idx) {
+            self.map.remove(&key);
+        }
+        self.stats.invalidated += 1;
     }
 
     /// Changes whenever a full flush invalidates every block index.
@@ -222,6 +323,7 @@ mod tests {
     fn block(pc: u64, paddr: u64, len: u64) -> Block {
         let mut b = BlockBuilder::new(pc, 0);
         b.add_code(paddr, len);
+        b.set_phys_pc(paddr);
         b.begin_insn(pc);
         b.finish(Terminator::Jump { target: pc + 4 })
     }
@@ -237,16 +339,16 @@ mod tests {
         assert_eq!(c.link(a, 0), Some(b));
         // A write to chunk 8 (data beside the code) drops nothing.
         assert_eq!(c.invalidate(0x80001, 1 << 8), 1 | 1 << 4);
-        assert_eq!(c.lookup(0x1100, 0), Some(b));
+        assert_eq!(c.lookup(0x1100, 0, 0x8000_1100), Some(b));
         // A write to chunk 4 drops block b only, and unlinks it.
         assert_eq!(c.invalidate(0x80001, 1 << 4), 1);
         assert_eq!(c.link(a, 0), None);
-        assert_eq!(c.lookup(0x1100, 0), None);
-        assert_eq!(c.lookup(0x1000, 0), Some(a));
+        assert_eq!(c.lookup(0x1100, 0, 0x8000_1100), None);
+        assert_eq!(c.lookup(0x1000, 0, 0x8000_1000), Some(a));
         assert_eq!(c.link(d, 0), Some(a));
         assert_eq!(c.stats.invalidated, 1);
         c.flush();
-        assert_eq!(c.lookup(0x1000, 0), None);
+        assert_eq!(c.lookup(0x1000, 0, 0x8000_1000), None);
         assert!(c.is_empty());
     }
 
@@ -259,14 +361,62 @@ mod tests {
         c.flush();
         assert_ne!(c.generation(), g0);
         assert_eq!(c.link(a, 0), None);
-        assert_eq!(c.lookup(0x1000, 0), None);
+        assert_eq!(c.lookup(0x1000, 0, 0x8000_1000), None);
+    }
+
+    #[test]
+    fn a_remap_keeps_blocks_but_retires_links_and_the_jump_cache() {
+        let mut c = BlockCache::new();
+        let (a, _) = c.insert(block(0x1000, 0x8000_1000, 4));
+        let (b, _) = c.insert(block(0x2000, 0x8000_2000, 4));
+        c.set_link(a, 0, b);
+        assert_eq!(c.lookup_fast(0x2000, 0), Some(b));
+        c.remap();
+        assert_eq!(
+            c.link(a, 0),
+            None,
+            "links of the old epoch are not followed"
+        );
+        assert_eq!(
+            c.lookup_fast(0x2000, 0),
+            None,
+            "the jump cache must be re-validated"
+        );
+        // The same virtual pc now maps elsewhere: a different block; the old one stays.
+        assert_eq!(c.lookup(0x2000, 0, 0x9000_0000), None);
+        assert_eq!(c.lookup(0x2000, 0, 0x8000_2000), Some(b));
+        c.remember(b);
+        assert_eq!(c.lookup_fast(0x2000, 0), Some(b));
+        c.set_link(a, 1, b);
+        assert_eq!((c.link(a, 0), c.link(a, 1)), (None, Some(b)));
+        assert_eq!(c.stats.remaps, 1);
+    }
+
+    #[test]
+    fn a_code_fence_asks_for_a_check_once_per_block() {
+        let mut c = BlockCache::new();
+        let (a, _) = c.insert(block(0x1000, 0x8000_1000, 4));
+        assert!(!c.needs_check(a));
+        c.fence_code();
+        assert!(c.needs_check(a));
+        assert_eq!(c.lookup_fast(0x1000, 0), None);
+        c.checked(a);
+        assert!(!c.needs_check(a));
+        c.remap();
+        assert!(!c.needs_check(a), "a remap alone does not ask for checks");
+        c.fence_code();
+        c.discard(a);
+        assert_eq!(c.lookup(0x1000, 0, 0x8000_1000), None);
+        let (b, _) = c.insert(block(0x1000, 0x8000_1000, 4));
+        assert!(!c.needs_check(b), "translated after the fence");
+        assert_eq!(c.stats.code_fences, 2);
     }
 
     #[test]
     fn mode_is_part_of_the_key() {
         let mut c = BlockCache::new();
         let (a, _) = c.insert(block(0x1000, 0x8000_1000, 4));
-        assert_eq!(c.lookup(0x1000, 0), Some(a));
-        assert_eq!(c.lookup(0x1000, 3), None);
+        assert_eq!(c.lookup(0x1000, 0, 0x8000_1000), Some(a));
+        assert_eq!(c.lookup(0x1000, 3, 0x8000_1000), None);
     }
 }

@@ -113,8 +113,26 @@ fn run_chained<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &VcpuSignal
 fn find_or_translate<G: Guest>(g: &mut G, cache: &mut BlockCache) -> Option<u32> {
     let pc = g.cpu_ref().pc;
     let mode = g.mode();
-    if let Some(i) = cache.lookup(pc, mode) {
+    if let Some(i) = cache.lookup_fast(pc, mode) {
         return Some(i);
+    }
+    // Under the current translation; `None` (a fetch fault) is raised by translating.
+    if let Some(phys) = g.code_phys(pc) {
+        if let Some(i) = cache.lookup(pc, mode, phys) {
+            let b = cache.get(i);
+            let second_page_same = match b.cross_page {
+                None => true,
+                Some((va, pa)) => g.code_phys(va) == Some(pa),
+            };
+            if second_page_same {
+                if !cache.needs_check(i) || code_unchanged(g, b) {
+                    cache.checked(i);
+                    cache.remember(i);
+                    return Some(i);
+                }
+                cache.discard(i);
+            }
+        }
     }
     let block = g.translate(pc).ok()?;
     let code = block.code.clone();
@@ -137,6 +155,14 @@ fn find_or_translate<G: Guest>(g: &mut G, cache: &mut BlockCache) -> Option<u32>
     Some(idx)
 }
 
+/// Memory still holds the code `b` was translated from.
+fn code_unchanged<G: Guest>(g: &mut G, b: &crate::ir::Block) -> bool {
+    let first = b.first_page_len();
+    let (head, tail) = b.bytes.split_at(first);
+    g.code_matches(b.phys_pc, head)
+        && (tail.is_empty() || b.cross_page.is_some_and(|(_, pa)| g.code_matches(pa, tail)))
+}
+
 fn boundary_requests<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &VcpuSignals) {
     let c = g.cpu();
     let req = std::mem::take(&mut c.requests);
@@ -144,6 +170,10 @@ fn boundary_requests<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &Vcpu
         cache.flush();
         c.code_pages.clear();
         c.smc_writes.clear();
+    } else if req & request::CODE_FENCE != 0 {
+        cache.fence_code();
+    } else if req & request::REMAP != 0 {
+        cache.remap();
     }
     if req & request::SMC != 0 {
         for (page, mask) in std::mem::take(&mut c.smc_writes) {

@@ -25,6 +25,13 @@ pub trait Guest {
     /// Translation-relevant mode bits (privilege, address-translation mode, ...): part of the
     /// block cache key.
     fn mode(&self) -> u32;
+    /// The guest physical address of the instruction at virtual `pc` under the current address
+    /// translation, if it can be fetched (no side effects beyond what a fetch would do; `None`
+    /// lets [`Guest::translate`] raise the fault).
+    fn code_phys(&mut self, pc: u64) -> Option<u64>;
+    /// Whether guest physical memory at `paddr` still holds `bytes` (a block's code, checked
+    /// after an instruction-cache fence).
+    fn code_matches(&mut self, paddr: u64, bytes: &[u8]) -> bool;
     /// Translate the block starting at virtual address `pc` in the current mode. `Err` when
     /// fetching its first instruction faults (the trap is taken).
     fn translate(&mut self, pc: u64) -> Result<Block, Trapped>;

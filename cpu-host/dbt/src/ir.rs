@@ -669,9 +669,25 @@ pub struct Block {
     pub insn_off: Vec<u16>,
     /// Where the block's code came from: (physical page, mask of its 64-byte chunks).
     pub code: Vec<(u64, u64)>,
+    /// Guest physical address of the first instruction: blocks are found by (pc, mode, this),
+    /// so a change of address translation needs no flush, only a new lookup.
+    pub phys_pc: u64,
+    /// For a block whose last instruction continues on the next page: (a virtual address in
+    /// that page, the guest physical address it must still translate to).
+    pub cross_page: Option<(u64, u64)>,
+    /// The instruction bytes it was translated from: those in the first page are at `phys_pc`,
+    /// the rest at `cross_page`'s physical address. After an instruction-cache fence the block
+    /// is used again only if memory still holds them.
+    pub bytes: Vec<u8>,
 }
 
 impl Block {
+    /// How many of [`Block::bytes`] lie in the page of `phys_pc`.
+    pub fn first_page_len(&self) -> usize {
+        let room = (crate::tlb::PAGE_SIZE - (self.phys_pc & !crate::tlb::PAGE_MASK)) as usize;
+        self.bytes.len().min(room)
+    }
+
     /// Guest pc and instruction index of the instruction that produced op `i`.
     #[inline]
     pub fn insn_of_op(&self, i: usize) -> (u64, u32) {
@@ -691,6 +707,9 @@ pub struct BlockBuilder {
     op_insn: Vec<u16>,
     insn_off: Vec<u16>,
     code: Vec<(u64, u64)>,
+    phys_pc: u64,
+    cross_page: Option<(u64, u64)>,
+    bytes: Vec<u8>,
 }
 
 impl BlockBuilder {
@@ -702,7 +721,23 @@ impl BlockBuilder {
             op_insn: Vec::with_capacity(64),
             insn_off: Vec::with_capacity(32),
             code: Vec::with_capacity(2),
+            phys_pc: pc,
+            cross_page: None,
+            bytes: Vec::with_capacity(128),
         }
+    }
+    /// Record the bytes of the instruction being translated (in address order).
+    pub fn add_bytes(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+    /// The guest physical address of the first instruction (defaults to the virtual one).
+    pub fn set_phys_pc(&mut self, paddr: u64) {
+        self.phys_pc = paddr;
+    }
+    /// The block's code continues on another page: virtual address `vaddr` there translates
+    /// to `paddr`.
+    pub fn set_cross_page(&mut self, vaddr: u64, paddr: u64) {
+        self.cross_page = Some((vaddr, paddr));
     }
     pub fn n_insns(&self) -> usize {
         self.insn_off.len()
@@ -745,6 +780,9 @@ impl BlockBuilder {
             op_insn: self.op_insn,
             insn_off: self.insn_off,
             code: self.code,
+            phys_pc: self.phys_pc,
+            cross_page: self.cross_page,
+            bytes: self.bytes,
         }
     }
 }

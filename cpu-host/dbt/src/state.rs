@@ -30,6 +30,12 @@ pub mod request {
     pub const WAIT: u32 = 1 << 2;
     /// The translation-relevant mode changed: recompute the mode key (no flush needed).
     pub const MODE_CHANGED: u32 = 1 << 3;
+    /// Virtual-to-physical translation of code may have changed (new page table, TLB fence):
+    /// blocks stay, but must be found again by their physical address.
+    pub const REMAP: u32 = 1 << 4;
+    /// An instruction-cache fence (`fence.i`): code may have been written by another vCPU or a
+    /// device. Blocks are checked against memory before their next use.
+    pub const CODE_FENCE: u32 = 1 << 5;
 }
 
 /// A load reservation (LR/SC, load-exclusive).

@@ -35,9 +35,30 @@ impl TlbEntry {
     };
 }
 
+/// Entries of the code TLB (instruction fetch: virtual page → guest physical page).
+pub const CODE_TLB_ENTRIES: usize = 256;
+
+/// A code TLB entry: fetches from virtual page `vpage` are allowed and come from guest physical
+/// page `ppage`.
+#[derive(Clone, Copy, Debug)]
+pub struct CodeEntry {
+    pub vpage: u64,
+    pub ppage: u64,
+}
+
+impl CodeEntry {
+    pub const EMPTY: Self = Self {
+        vpage: INVALID,
+        ppage: 0,
+    };
+}
+
 #[repr(C)]
 pub struct Tlb {
     pub entries: [TlbEntry; TLB_ENTRIES],
+    /// Guest physical addresses of code: the block cache checks the blocks it finds against them
+    /// (blocks are keyed by physical address), and translation fetches through them.
+    pub code: [CodeEntry; CODE_TLB_ENTRIES],
 }
 
 impl Default for Tlb {
@@ -58,6 +79,7 @@ impl Tlb {
     pub fn new() -> Self {
         Self {
             entries: [TlbEntry::EMPTY; TLB_ENTRIES],
+            code: [CodeEntry::EMPTY; CODE_TLB_ENTRIES],
         }
     }
 
@@ -98,9 +120,10 @@ impl Tlb {
 
     pub fn flush(&mut self) {
         self.entries.fill(TlbEntry::EMPTY);
+        self.code.fill(CodeEntry::EMPTY);
     }
 
-    /// Flush the entry for one virtual page.
+    /// Flush the entries for one virtual page.
     pub fn flush_page(&mut self, vaddr: u64) {
         let e = &mut self.entries[Self::index(vaddr)];
         if e.read == vaddr & PAGE_MASK
@@ -109,6 +132,31 @@ impl Tlb {
         {
             *e = TlbEntry::EMPTY;
         }
+        let c = &mut self.code[Self::code_index(vaddr)];
+        if c.vpage == vaddr & PAGE_MASK {
+            *c = CodeEntry::EMPTY;
+        }
+    }
+
+    #[inline(always)]
+    fn code_index(vaddr: u64) -> usize {
+        ((vaddr >> PAGE_BITS) as usize) & (CODE_TLB_ENTRIES - 1)
+    }
+
+    /// Guest physical address of the instruction at `vaddr`, if the code TLB knows its page.
+    #[inline(always)]
+    pub fn lookup_code(&self, vaddr: u64) -> Option<u64> {
+        let c = &self.code[Self::code_index(vaddr)];
+        (c.vpage == vaddr & PAGE_MASK).then_some(c.ppage | (vaddr & !PAGE_MASK))
+    }
+
+    /// Remember that fetches from the page of `vaddr` are allowed and read guest physical
+    /// `paddr` (same offset).
+    pub fn fill_code(&mut self, vaddr: u64, paddr: u64) {
+        self.code[Self::code_index(vaddr)] = CodeEntry {
+            vpage: vaddr & PAGE_MASK,
+            ppage: paddr & PAGE_MASK,
+        };
     }
 
     /// Revoke write permission everywhere (a page just became a code page; cheaper than finding
@@ -135,5 +183,18 @@ mod tests {
         assert_eq!(t.lookup_read(0x8000_2008, 3), None, "other page");
         t.flush_page(0x8000_1000);
         assert_eq!(t.lookup_read(0x8000_1008, 3), None);
+    }
+
+    #[test]
+    fn code_entries_map_virtual_to_physical_until_flushed() {
+        let mut t = Tlb::new();
+        t.fill_code(0xffff_ffff_8000_1234, 0x8020_1000);
+        assert_eq!(t.lookup_code(0xffff_ffff_8000_1ffe), Some(0x8020_1ffe));
+        assert_eq!(t.lookup_code(0xffff_ffff_8000_2000), None);
+        t.flush_page(0xffff_ffff_8000_1000);
+        assert_eq!(t.lookup_code(0xffff_ffff_8000_1000), None);
+        t.fill_code(0x1000, 0x9000);
+        t.flush();
+        assert_eq!(t.lookup_code(0x1000), None);
     }
 }

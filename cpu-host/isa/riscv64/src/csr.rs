@@ -398,7 +398,7 @@ impl Hart {
                     if new != c.satp {
                         c.satp = new;
                         self.cpu.tlb.flush();
-                        self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
+                        self.cpu.requests |= tessera_dbt::state::request::REMAP;
                     }
                 }
             }

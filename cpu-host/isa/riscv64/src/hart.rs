@@ -102,6 +102,13 @@ impl Guest for Hart {
         self.priv_ as u32
             | (((self.csr.mstatus & crate::csr::ms::FS) >> crate::csr::ms::FS_SHIFT) as u32) << 2
     }
+    #[inline]
+    fn code_phys(&mut self, pc: u64) -> Option<u64> {
+        self.fetch_phys(pc)
+    }
+    fn code_matches(&mut self, paddr: u64, bytes: &[u8]) -> bool {
+        self.phys_matches(paddr, bytes)
+    }
     fn translate(&mut self, pc: u64) -> Result<Block, Trapped> {
         crate::translate::translate_block(self, pc)
     }
@@ -146,7 +153,7 @@ impl Guest for Hart {
                 Ok(0)
             }
             helper::FENCE_I => {
-                self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
+                self.cpu.requests |= tessera_dbt::state::request::CODE_FENCE;
                 Ok(0)
             }
             helper::SFENCE_VMA => self.sfence_vma(a, imm as u8).map(|_| 0),

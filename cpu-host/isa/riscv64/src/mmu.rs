@@ -404,14 +404,27 @@ impl Hart {
         Ok(())
     }
 
-    /// Fetch 16 bits of instruction at `vaddr`. `Err((cause, tval))` on a fetch fault.
-    pub(crate) fn fetch16(&mut self, vaddr: u64) -> Result<u16, (u64, u64)> {
+    /// Guest physical address of a fetch from `vaddr`, through the code TLB. A page that
+    /// translates and that PMP allows whole is remembered there (until the next TLB flush).
+    fn fetch_addr(&mut self, vaddr: u64) -> Result<u64, (u64, u64)> {
+        if let Some(p) = self.cpu.tlb.lookup_code(vaddr) {
+            return Ok(p);
+        }
         let paddr = self
             .translate_addr(vaddr, AccessType::Fetch)
             .map_err(|c| (c, vaddr))?;
-        if !self.pmp_allows(paddr, 2, AccessType::Fetch, self.priv_) {
+        let page = paddr & PAGE_MASK;
+        if self.pmp_allows(page, PAGE_SIZE, AccessType::Fetch, self.priv_) {
+            self.cpu.tlb.fill_code(vaddr, paddr);
+        } else if !self.pmp_allows(paddr, 2, AccessType::Fetch, self.priv_) {
             return Err((cause::INSN_ACCESS, vaddr));
         }
+        Ok(paddr)
+    }
+
+    /// Fetch 16 bits of instruction at `vaddr`. `Err((cause, tval))` on a fetch fault.
+    pub(crate) fn fetch16(&mut self, vaddr: u64) -> Result<u16, (u64, u64)> {
+        let paddr = self.fetch_addr(vaddr)?;
         match self.phys.host_addr(paddr, 2) {
             // SAFETY: `host_addr` checked the 2 bytes lie in mapped host memory.
             Some((h, _)) => Ok(unsafe { mem::load(h, 1) } as u16),
@@ -419,8 +432,20 @@ impl Hart {
         }
     }
 
-    /// Physical address of an instruction address (for code tracking).
-    pub(crate) fn fetch_phys(&self, vaddr: u64) -> Option<u64> {
-        self.translate_addr(vaddr, AccessType::Fetch).ok()
+    /// Whether guest physical memory at `paddr` holds `bytes` (RAM only).
+    pub(crate) fn phys_matches(&self, paddr: u64, bytes: &[u8]) -> bool {
+        let Some((h, _)) = self.phys.host_addr(paddr, bytes.len() as u64) else {
+            return false;
+        };
+        bytes.iter().enumerate().all(|(i, &b)| {
+            // SAFETY: `host_addr` checked that all `bytes.len()` bytes lie in mapped host memory;
+            // `mem::load` reads guest memory that other threads may write, as every access does.
+            (unsafe { mem::load(h + i, 0) }) as u8 == b
+        })
+    }
+
+    /// Physical address of an instruction address (for code tracking and block lookup).
+    pub(crate) fn fetch_phys(&mut self, vaddr: u64) -> Option<u64> {
+        self.fetch_addr(vaddr).ok()
     }
 }

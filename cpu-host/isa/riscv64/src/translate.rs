@@ -38,16 +38,26 @@ pub fn translate_block(h: &mut Hart, pc: u64) -> Result<Block, Trapped> {
         // Record the physical bytes of the instruction (in two parts if it straddles a page).
         let len = insn_len(insn as u16) as u64;
         let first_part = len.min(0x1000 - (cur & 0xfff));
-        for (va, n) in [
+        for (part, (va, n)) in [
             (cur, first_part),
             (cur.wrapping_add(first_part), len - first_part),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             if n > 0 {
                 if let Some(pa) = h.fetch_phys(va) {
                     t.b.add_code(pa, n);
+                    if first && part == 0 {
+                        t.b.set_phys_pc(pa);
+                    } else if part == 1 {
+                        // Only the last instruction of a block can leave the page.
+                        t.b.set_cross_page(va, pa);
+                    }
                 }
             }
         }
+        t.b.add_bytes(&insn.to_le_bytes()[..len as usize]);
         t.insn = insn;
         t.next_pc = cur.wrapping_add(insn_len(insn as u16) as u64);
         t.b.begin_insn(cur);

@@ -71,8 +71,9 @@ impl Hart {
     }
 
     pub(crate) fn set_priv(&mut self, p: Priv) {
-        // The TLB holds one privilege's permissions (U pages, SUM); bare mode has none.
-        if p != self.priv_ && self.csr.satp != 0 {
+        // The TLB holds one privilege's permissions (U pages, SUM, and PMP, which also applies
+        // in bare mode).
+        if p != self.priv_ {
             self.cpu.tlb.flush();
         }
         self.priv_ = p;
@@ -174,12 +175,10 @@ impl Hart {
         if self.priv_ == Priv::S && self.csr.mstatus & ms::TVM != 0 {
             return Err(self.illegal());
         }
-        // No ASIDs and no per-page tracking of translated code by virtual address: every form
-        // flushes the whole TLB and, with paging on, the translated blocks (keyed by virtual pc).
+        // No ASIDs: every form flushes the whole TLB. Translated blocks stay (they are found by
+        // physical address); the block cache only forgets its virtual shortcuts.
         self.cpu.tlb.flush();
-        if self.csr.satp != 0 {
-            self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
-        }
+        self.cpu.requests |= tessera_dbt::state::request::REMAP;
         Ok(())
     }
 }
