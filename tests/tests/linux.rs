@@ -481,7 +481,6 @@ fn linux_fixture_passes_on_qemu() {
 }
 
 #[test]
-#[ignore = "needs F/D (issue 6)"]
 fn linux_boots_on_tessera_with_disk_and_console_out_of_process() {
     let Some(fx) = Fixture::new("linux-tessera") else {
         return;
