@@ -397,7 +397,17 @@ impl Hart {
         if !self.pmp_allows(t.paddr, BLOCK, AccessType::Store, self.data_priv()) {
             return Err(self.raise(cause::STORE_ACCESS, base));
         }
-        // The block lies in one page: every store below translates the same way.
+        // RAM: zero the block in place (Linux clears every page this way).
+        if let Some((h, true)) = self.phys.host_addr(t.paddr, BLOCK) {
+            for k in 0..(BLOCK / 8) as usize {
+                // SAFETY: `host_addr` checked that the 64 bytes lie in writable mapped memory.
+                unsafe { mem::store(h + 8 * k, 3, 0) };
+            }
+            self.cpu.note_store(t.paddr, BLOCK);
+            return Ok(());
+        }
+        // Elsewhere (MMIO): as eight stores. The block lies in one page: they all translate the
+        // same way.
         for k in 0..BLOCK / 8 {
             self.store(base + 8 * k, 3, 0)?;
         }
