@@ -207,10 +207,20 @@ out=$WORK/results.md
 emit() { printf '%s\n' "$*" | tee -a "$out"; }
 list() { echo "${1:- -}" | sed 's/^ //; s/ /, /g'; }
 
-loadavg() { cut -d' ' -f1 /proc/loadavg; }
+# How many host cores other work keeps busy right now: /proc/stat sampled over one second while
+# no emulator of ours runs (the load average would still count our previous run).
+host_busy() {
+    local a b
+    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+    awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        busy = y[1] - x[1]; idle = y[2] - x[2]; t = busy + idle;
+        printf "%.1f of %d cores", (t > 0 ? n * busy / t : 0), n }'
+}
 
 echo "== boot to TESSERA-LINUX-BOOTED, $boot_harts harts, $runs run(s) each" >&2
-boot_load=$(loadavg)
+boot_load=$(host_busy)
 q_walls="" t_walls="" q_up="" t_up=""
 for i in $(seq 1 "$runs"); do
     # Alternate the emulators so that a change in the host's load hits both alike.
@@ -223,7 +233,7 @@ for i in $(seq 1 "$runs"); do
 done
 
 emit ""
-emit "Linux $kver boot to /init's marker: wall seconds from starting the emulator, $boot_harts harts, 1G (host load average before: $boot_load on $(nproc) cores)"
+emit "Linux $kver boot to /init's marker: wall seconds from starting the emulator, $boot_harts harts, 1G (host busy before: $boot_load)"
 emit ""
 emit "| emulator | runs (s) | median (s) | guest uptime at marker (s, median) |"
 emit "|---|---|---|---|"
@@ -237,8 +247,8 @@ if [ "$boot_only" = 0 ]; then
     rows=()
     for harts in 2 4; do
         for host in idle busy; do
-            la=$(loadavg)
             [ "$host" = busy ] && start_load
+            la=$(host_busy)
             qs="" ts=""
             for i in $(seq 1 "$runs"); do
                 if one qemu "$harts" insmod "$LOGS/qemu-$harts-insmod-$host-$i"; then qs="$qs $r_insmod"; fi
@@ -253,7 +263,7 @@ if [ "$boot_only" = 0 ]; then
     emit ""
     emit "insmod of all $nmods modules: guest seconds between TESSERA-INSMOD-BEGIN and -END (median of $runs); busy = one \`yes >/dev/null\` on the host ($(nproc) cores)"
     emit ""
-    emit "| harts | host | load avg before | QEMU (s) | Tessera (s) | Tessera / QEMU |"
+    emit "| harts | host | host busy before (incl. the job) | QEMU (s) | Tessera (s) | Tessera / QEMU |"
     emit "|---|---|---|---|---|---|"
     for r in "${rows[@]}"; do emit "$r"; done
 fi
