@@ -78,13 +78,15 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         for (i, h) in result.harts.iter().enumerate() {
             eprintln!(
                 "tessera-cpu: hart{i}: {} instructions, pc {:#x} ({}-mode), pending lines {:#x}, \
-                 {} blocks translated, {} flushes, {} invalidated by stores",
+                 {} blocks translated, {} flushes, {} remaps, {} code fences, {} invalidated",
                 h.icount,
                 h.pc,
                 ["U", "S", "?", "M"][h.privilege as usize & 3],
                 h.pending & !(1 << 63),
                 h.cache.translated,
                 h.cache.full_flushes,
+                h.cache.remaps,
+                h.cache.code_fences,
                 h.cache.invalidated
             );
             let counts = |v: &[u64]| -> String {

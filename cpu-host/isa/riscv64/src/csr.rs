@@ -383,21 +383,18 @@ impl Hart {
             }
             SATP => {
                 // Bare, Sv39, Sv48, Sv57; a write selecting another mode has no effect (WARL).
-                // ASIDs are not implemented (ASIDLEN 0: the field reads 0), so every change
-                // flushes the TLB and the translated blocks (they are keyed by virtual pc).
+                // ASIDLEN is 16, as on QEMU. The TLB is not tagged by ASID: every change of
+                // satp flushes it, which is what an ASID-tagged TLB would do at worst.
+                // Translated blocks stay: they are found by physical address.
                 use crate::mmu::satp_mode;
                 if matches!(
                     v >> 60,
                     satp_mode::BARE | satp_mode::SV39 | satp_mode::SV48 | satp_mode::SV57
                 ) {
-                    let new = if v >> 60 == satp_mode::BARE {
-                        0
-                    } else {
-                        v & ((0xf << 60) | ((1 << 44) - 1))
-                    };
+                    let new = if v >> 60 == satp_mode::BARE { 0 } else { v };
                     if new != c.satp {
                         c.satp = new;
-                        self.cpu.tlb.flush();
+                        self.flush_tlb();
                         self.cpu.requests |= tessera_dbt::state::request::REMAP;
                     }
                 }

@@ -29,6 +29,10 @@ pub struct Hart {
     /// Traps taken, by cause (for `--stats`): interrupts, exceptions.
     pub interrupts_taken: [u64; 16],
     pub exceptions_taken: [u64; 32],
+    /// Superpages (base, size) the TLB holds pieces of, for single-address fences; `overflow`
+    /// when there were too many to remember.
+    pub(crate) tlb_superpages: Vec<(u64, u64)>,
+    pub(crate) tlb_superpages_overflow: bool,
     pub(crate) phys: Arc<PhysMap>,
     pub(crate) signals: Arc<VcpuSignals>,
     pub(crate) time: Arc<dyn Fn() -> u64 + Send + Sync>,
@@ -44,6 +48,8 @@ impl Hart {
             hartid: cfg.hartid,
             interrupts_taken: [0; 16],
             exceptions_taken: [0; 32],
+            tlb_superpages: Vec::with_capacity(crate::mmu::MAX_TRACKED_SUPERPAGES),
+            tlb_superpages_overflow: false,
             phys: cfg.phys,
             signals: cfg.signals,
             time: cfg.time,
@@ -156,7 +162,7 @@ impl Guest for Hart {
                 self.cpu.requests |= tessera_dbt::state::request::CODE_FENCE;
                 Ok(0)
             }
-            helper::SFENCE_VMA => self.sfence_vma(a, imm as u8).map(|_| 0),
+            helper::SFENCE_VMA => self.sfence_vma((imm & 1 != 0).then_some(a)).map(|_| 0),
             _ => Err(self.illegal()),
         }
     }

@@ -11,6 +11,9 @@ use tessera_dbt::guest::AtomicKind;
 use tessera_dbt::tlb::{PAGE_MASK, PAGE_SIZE};
 use tessera_dbt::{mem, Trapped};
 
+/// Superpages remembered for single-address `sfence.vma` (see `Hart::note_tlb_page`).
+pub const MAX_TRACKED_SUPERPAGES: usize = 32;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessType {
     Fetch,
@@ -50,6 +53,8 @@ pub struct Translation {
     pub read: bool,
     /// Write allowed and D already set (a first store takes the slow path to set D).
     pub write: bool,
+    /// Size of the page (or superpage) the leaf entry maps; 4 KiB without translation.
+    pub page_size: u64,
 }
 
 impl AccessType {
@@ -142,6 +147,7 @@ impl Hart {
             paddr: vaddr,
             read: true,
             write: true,
+            page_size: PAGE_SIZE,
         };
         if priv_ == Priv::M || mode == satp_mode::BARE {
             return Ok(identity);
@@ -233,6 +239,7 @@ impl Hart {
                 paddr,
                 read: readable,
                 write: e & pte::W != 0 && e & pte::D != 0,
+                page_size: offset_mask + 1,
             });
         }
         Err(fault)
@@ -252,6 +259,47 @@ impl Hart {
                 && !self.cpu.code_pages.contains_key(&(ppage >> 12))
                 && self.pmp_allows(ppage, PAGE_SIZE, AccessType::Store, p);
             self.cpu.tlb.fill(vaddr, host, r, w, false);
+            self.note_tlb_page(vaddr, t.page_size);
+        }
+    }
+
+    /// The TLB now holds a 4 KiB piece of a page of `size` bytes at `vaddr`. A fence for one
+    /// address must drop every piece of a superpage, so superpages are remembered (a few; after
+    /// that, every single-address fence flushes everything).
+    fn note_tlb_page(&mut self, vaddr: u64, size: u64) {
+        if size <= PAGE_SIZE || self.tlb_superpages_overflow {
+            return;
+        }
+        let base = vaddr & !(size - 1);
+        if self.tlb_superpages.contains(&(base, size)) {
+            return;
+        }
+        if self.tlb_superpages.len() >= MAX_TRACKED_SUPERPAGES {
+            self.tlb_superpages_overflow = true;
+        } else {
+            self.tlb_superpages.push((base, size));
+        }
+    }
+
+    /// Flush the whole TLB (data and code).
+    pub(crate) fn flush_tlb(&mut self) {
+        self.cpu.tlb.flush();
+        self.tlb_superpages.clear();
+        self.tlb_superpages_overflow = false;
+    }
+
+    /// Flush what the TLB holds for the page of `vaddr` (the whole TLB if that may be part of a
+    /// superpage it holds pieces of).
+    pub(crate) fn flush_tlb_page(&mut self, vaddr: u64) {
+        let in_superpage = self.tlb_superpages_overflow
+            || self
+                .tlb_superpages
+                .iter()
+                .any(|&(base, size)| vaddr.wrapping_sub(base) < size);
+        if in_superpage {
+            self.flush_tlb();
+        } else {
+            self.cpu.tlb.flush_page(vaddr);
         }
     }
 
@@ -420,12 +468,14 @@ impl Hart {
         if let Some(p) = self.cpu.tlb.lookup_code(vaddr) {
             return Ok(p);
         }
-        let paddr = self
-            .translate_addr(vaddr, AccessType::Fetch)
+        let t = self
+            .translate_full(vaddr, AccessType::Fetch)
             .map_err(|c| (c, vaddr))?;
+        let paddr = t.paddr;
         let page = paddr & PAGE_MASK;
         if self.pmp_allows(page, PAGE_SIZE, AccessType::Fetch, self.priv_) {
             self.cpu.tlb.fill_code(vaddr, paddr);
+            self.note_tlb_page(vaddr, t.page_size);
         } else if !self.pmp_allows(paddr, 2, AccessType::Fetch, self.priv_) {
             return Err((cause::INSN_ACCESS, vaddr));
         }

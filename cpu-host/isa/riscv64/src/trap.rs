@@ -74,7 +74,7 @@ impl Hart {
         // The TLB holds one privilege's permissions (U pages, SUM, and PMP, which also applies
         // in bare mode).
         if p != self.priv_ {
-            self.cpu.tlb.flush();
+            self.flush_tlb();
         }
         self.priv_ = p;
         self.update_interrupt_enables();
@@ -171,13 +171,17 @@ impl Hart {
         Ok(())
     }
 
-    pub(crate) fn sfence_vma(&mut self, _vaddr: u64, _asid_reg: u8) -> Result<(), Trapped> {
+    /// `sfence.vma` with an address (`Some`) or without. The TLB is not tagged by ASID: the
+    /// ASID operand is honoured by flushing more than it names. Translated blocks stay (they are
+    /// found by physical address); the block cache only forgets its virtual shortcuts.
+    pub(crate) fn sfence_vma(&mut self, vaddr: Option<u64>) -> Result<(), Trapped> {
         if self.priv_ == Priv::S && self.csr.mstatus & ms::TVM != 0 {
             return Err(self.illegal());
         }
-        // No ASIDs: every form flushes the whole TLB. Translated blocks stay (they are found by
-        // physical address); the block cache only forgets its virtual shortcuts.
-        self.cpu.tlb.flush();
+        match vaddr {
+            Some(va) => self.flush_tlb_page(va),
+            None => self.flush_tlb(),
+        }
         self.cpu.requests |= tessera_dbt::state::request::REMAP;
         Ok(())
     }

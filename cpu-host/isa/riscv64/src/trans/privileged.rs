@@ -62,11 +62,15 @@ pub fn sfence_vma(t: &mut Tr, a: &Args) -> TResult {
     if t.priv_ == Priv::U {
         return Err(Illegal);
     }
-    t.helper_and_exit(helper::SFENCE_VMA, slot::SINK, t.s(a.rs1), a.rs2 as i64);
+    // imm: bit 0 = an address was given (rs1 is not x0); the value is rs1's.
+    t.helper_and_exit(
+        helper::SFENCE_VMA,
+        slot::SINK,
+        t.s(a.rs1),
+        (a.rs1 != 0) as i64,
+    );
     Ok(())
 }
-/// Zifencei: makes this hart's earlier stores visible to its instruction fetches, which here
-/// means dropping its translated blocks.
 /// Zicboz `cbo.zero`: zero the cache block (64 bytes) holding rs1, as a store.
 pub fn cbo_zero(t: &mut Tr, a: &Args) -> TResult {
     let insn = t.insn as i64;
@@ -79,6 +83,9 @@ pub fn cbo_zero(t: &mut Tr, a: &Args) -> TResult {
     Ok(())
 }
 
+/// Zifencei: makes earlier stores (this hart's and, after their fences, other harts' and
+/// devices') visible to instruction fetch: translated blocks are checked against memory before
+/// they run again.
 pub fn fence_i(t: &mut Tr, _a: &Args) -> TResult {
     t.emit(Op::Fence);
     t.helper_and_exit(helper::FENCE_I, slot::SINK, 0, 0);
