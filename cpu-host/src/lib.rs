@@ -98,9 +98,10 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                     .join(" ")
             };
             eprintln!(
-                "tessera-cpu: hart{i}: traps by cause: interrupts [{}], exceptions [{}]",
+                "tessera-cpu: hart{i}: traps by cause: interrupts [{}], exceptions [{}]; {} pauses",
                 counts(&h.interrupts),
-                counts(&h.exceptions)
+                counts(&h.exceptions),
+                h.pauses
             );
         }
         let secs = elapsed.as_secs_f64();

@@ -224,6 +224,8 @@ pub struct HartStats {
     /// Traps taken by cause number: interrupts and exceptions.
     pub interrupts: [u64; 16],
     pub exceptions: [u64; 32],
+    /// Spin-wait hints executed.
+    pub pauses: u64,
 }
 
 #[derive(Debug)]
@@ -828,6 +830,7 @@ impl Machine {
                         cache: cache.stats,
                         interrupts: hart.interrupts_taken,
                         exceptions: hart.exceptions_taken,
+                        pauses: hart.pauses,
                     }
                 })
                 .map_err(|source| BoardError::Thread {

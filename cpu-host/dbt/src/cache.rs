@@ -12,7 +12,7 @@
 //! its physical address, which the guest computes under the new translation.
 
 use crate::ir::{Block, MAX_LINKS};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 const NO_LINK: u32 = u32::MAX;
 const NO_JMP: (u64, u32, u32, u64) = (u64::MAX, 0, NO_LINK, u64::MAX);
@@ -74,12 +74,12 @@ impl BlockCache {
             links: Vec::new(),
             links_epoch: Vec::new(),
             incoming: Vec::new(),
-            map: HashMap::new(),
+            map: HashMap::default(),
             jmp: vec![NO_JMP; 1 << JMP_CACHE_BITS],
             epoch: 0,
             code_epoch: 0,
             checked: Vec::new(),
-            page_blocks: HashMap::new(),
+            page_blocks: HashMap::default(),
             generation: 0,
             stats: CacheStats::default(),
         }

@@ -114,6 +114,21 @@ impl VcpuSignals {
     }
 
     /// Park until `pending & mask != 0` or a stop or pause is requested.
+    /// Like [`VcpuSignals::wait_for`], but give up after `timeout` (for waits on something that
+    /// does not raise a line, e.g. a store by another vCPU, which the caller re-checks).
+    /// Returns true if a line in `mask` (or a stop/pause) is up.
+    pub fn wait_for_timeout(&self, mask: u64, timeout: Duration) -> bool {
+        let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.pending() & (mask | ATTENTION) == 0 {
+            g = match self.cv.wait_timeout(g, timeout) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        drop(g);
+        self.pending() & (mask | ATTENTION) != 0
+    }
+
     pub fn wait_for(&self, mask: u64) {
         let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         while self.pending() & (mask | ATTENTION) == 0 {

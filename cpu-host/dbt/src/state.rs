@@ -2,7 +2,7 @@
 //! so generated code can address them at fixed offsets. The ISA's hart embeds it as its first field.
 
 use crate::tlb::Tlb;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// Code is tracked in chunks of this many bytes (64 per page, one bit each).
 pub const CODE_CHUNK: u64 = 64;
@@ -91,7 +91,7 @@ impl CpuState {
             wake_mask: 0,
             tlb: Tlb::new(),
             reservation: Reservation::default(),
-            code_pages: HashMap::new(),
+            code_pages: HashMap::default(),
             smc_writes: Vec::new(),
         }
     }

@@ -560,6 +560,8 @@ pub static TABLE32: &[Pattern] = &[
     pat("czero.eqz", "0000111 ----- ----- 101 ----- 0110011", f_r, b::czero_eqz),
     pat("czero.nez", "0000111 ----- ----- 111 ----- 0110011", f_r, b::czero_nez),
     // fence (any fm/pred/succ, incl. the Zihintpause `pause` hint and fence.tso)
+    // Zihintpause: a spin-wait hint (before the fence it is a form of)
+    pat("pause",  "0000 0001 0000 00000 000 00000 0001111", f_none, p::pause),
     pat("fence",  "---- ---- ---- ----- 000 ----- 0001111", f_none, i::fence),
     // Zifencei
     pat("fence.i", "------------ ----- 001 ----- 0001111", f_none, p::fence_i),
@@ -570,6 +572,9 @@ pub static TABLE32: &[Pattern] = &[
     pat("sret",   "000100000010 00000 000 00000 1110011", f_none, p::sret),
     pat("mret",   "001100000010 00000 000 00000 1110011", f_none, p::mret),
     pat("wfi",    "000100000101 00000 000 00000 1110011", f_none, p::wfi),
+    // Zawrs
+    pat("wrs.nto", "000000001101 00000 000 00000 1110011", f_none, p::wrs_nto),
+    pat("wrs.sto", "000000011101 00000 000 00000 1110011", f_none, p::wrs_sto),
     pat("sfence.vma", "0001001 ----- ----- 000 00000 1110011", f_r, p::sfence_vma),
     // Zicsr
     pat("csrrw",  "------------ ----- 001 ----- 1110011", f_csr, z::csrrw),
@@ -726,6 +731,7 @@ pub static TABLE16: &[Pattern] = &[
 
 /// Intended overlaps: (more specific, more general). The specific one is listed first.
 pub const ALLOWED_OVERLAPS: &[(&str, &str)] = &[
+    ("pause", "fence"),
     ("zext.h", "packw"),
     ("c.addi16sp", "c.lui"),
     ("c.jr", "c.mv"),

@@ -29,6 +29,8 @@ pub struct Hart {
     /// Traps taken, by cause (for `--stats`): interrupts, exceptions.
     pub interrupts_taken: [u64; 16],
     pub exceptions_taken: [u64; 32],
+    /// `pause` hints executed (spin-wait iterations).
+    pub pauses: u64,
     /// Superpages (base, size) the TLB holds pieces of, for single-address fences; `overflow`
     /// when there were too many to remember.
     pub(crate) tlb_superpages: Vec<(u64, u64)>,
@@ -48,6 +50,7 @@ impl Hart {
             hartid: cfg.hartid,
             interrupts_taken: [0; 16],
             exceptions_taken: [0; 32],
+            pauses: 0,
             tlb_superpages: Vec::with_capacity(crate::mmu::MAX_TRACKED_SUPERPAGES),
             tlb_superpages_overflow: false,
             phys: cfg.phys,
@@ -153,6 +156,12 @@ impl Guest for Hart {
             helper::WFI => self.wfi().map(|_| 0),
             helper::CBO_ZERO => self.cbo_zero(a, imm as u64 & 0xffff_ffff).map(|_| 0),
             helper::FP => self.fp_insn(imm as u64, a),
+            helper::WRS => self.wrs(imm != 0).map(|_| 0),
+            helper::PAUSE => {
+                self.pauses += 1;
+                std::thread::yield_now();
+                Ok(0)
+            }
             helper::FS_DIRTY => {
                 self.csr.mstatus =
                     crate::csr::ms::with_sd(self.csr.mstatus | crate::csr::ms::FS_DIRTY);

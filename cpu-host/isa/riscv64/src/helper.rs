@@ -18,6 +18,10 @@ pub const FP: u16 = 10;
 /// Set `mstatus.FS` to Dirty (emitted after the first instruction of a block that writes
 /// floating-point state, when the block was translated with FS Initial or Clean).
 pub const FS_DIRTY: u16 = 11;
+/// Zihintpause `pause`: the guest spins waiting for another hart; let the host run it.
+pub const PAUSE: u16 = 12;
+/// Zawrs `wrs.nto` (imm 0) / `wrs.sto` (imm 1): wait for the reservation set to be written.
+pub const WRS: u16 = 13;
 
 /// Layout of the FP helper's immediate.
 pub mod fp_arg {

@@ -40,7 +40,7 @@ impl Priv {
 
 /// `riscv,isa` for the FDT: what this frontend implements, nothing more.
 pub const ISA_STRING: &str =
-    "rv64imafdc_zicbop_zicboz_zicntr_zicond_zicsr_zifencei_zihintpause_zba_zbb_zbc_zbkb_zbs_sstc";
+    "rv64imafdc_zicbop_zicboz_zicntr_zicond_zicsr_zifencei_zihintpause_zawrs_zba_zbb_zbc_zbkb_zbs_sstc";
 /// `riscv,isa-base`.
 pub const ISA_BASE: &str = "rv64i";
 /// `riscv,isa-extensions`.
@@ -58,6 +58,7 @@ pub const ISA_EXTENSIONS: &[&str] = &[
     "zicsr",
     "zifencei",
     "zihintpause",
+    "zawrs",
     "zba",
     "zbb",
     "zbc",

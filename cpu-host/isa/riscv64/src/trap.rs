@@ -171,6 +171,55 @@ impl Hart {
         Ok(())
     }
 
+    /// Zawrs `wrs.nto` / `wrs.sto`: the guest waits for the reservation set of its last `lr` to
+    /// be written (by another hart). Yield the host thread for the first 50 µs, then park it —
+    /// re-checking the reserved value every few tens of microseconds, and waking at once for an
+    /// interrupt — for at most a bounded time (the instruction may always end early). With mstatus.TW, `wrs.nto` below M-mode is
+    /// illegal at once, as on QEMU.
+    pub(crate) fn wrs(&mut self, short: bool) -> Result<(), Trapped> {
+        if !short && self.priv_ != Priv::M && self.csr.mstatus & ms::TW != 0 {
+            return Err(self.illegal());
+        }
+        let r = self.cpu.reservation;
+        if !r.valid {
+            return Ok(());
+        }
+        let limit = if short {
+            std::time::Duration::from_micros(100)
+        } else {
+            std::time::Duration::from_millis(2)
+        };
+        let start = std::time::Instant::now();
+        let wake = self.csr.mie | (1 << irq::SEI_EXTERNAL_SIGNAL);
+        loop {
+            // SAFETY: a valid reservation names RAM the hart loaded from (`atomic_addr`
+            // checked it); it stays mapped while the machine runs.
+            let now = unsafe { tessera_dbt::mem::load(r.host, r.size_log2 as u32) };
+            let mask = if r.size_log2 >= 3 {
+                u64::MAX
+            } else {
+                (1u64 << (8 << r.size_log2)) - 1
+            };
+            let waited = start.elapsed();
+            if now & mask != r.value & mask || waited >= limit {
+                return Ok(());
+            }
+            // The store usually comes within microseconds (another vCPU, perhaps on this host
+            // core): first just yield; park only when the wait drags on.
+            if waited < std::time::Duration::from_micros(50) {
+                if self.signals.pending() & wake != 0 {
+                    return Ok(());
+                }
+                std::thread::yield_now();
+            } else if self
+                .signals
+                .wait_for_timeout(wake, std::time::Duration::from_micros(20))
+            {
+                return Ok(());
+            }
+        }
+    }
+
     /// `sfence.vma` with an address (`Some`) or without. The TLB is not tagged by ASID: the
     /// ASID operand is honoured by flushing more than it names. Translated blocks stay (they are
     /// found by physical address); the block cache only forgets its virtual shortcuts.

@@ -71,6 +71,35 @@ pub fn sfence_vma(t: &mut Tr, a: &Args) -> TResult {
     );
     Ok(())
 }
+/// Zihintpause `pause`: the guest is spinning on a value another hart will write. Yield the host
+/// thread (with more vCPUs than host cores, that other hart may be waiting for this core).
+pub fn pause(t: &mut Tr, _a: &Args) -> TResult {
+    t.emit(Op::Helper {
+        id: helper::PAUSE,
+        d: slot::SINK,
+        a: 0,
+        imm: 0,
+    });
+    Ok(())
+}
+
+/// Zawrs: wait (bounded) for a store to the reservation set of the last `lr`.
+fn wrs(t: &mut Tr, short: bool) -> TResult {
+    t.emit(Op::Helper {
+        id: helper::WRS,
+        d: slot::SINK,
+        a: 0,
+        imm: short as i64,
+    });
+    Ok(())
+}
+pub fn wrs_nto(t: &mut Tr, _a: &Args) -> TResult {
+    wrs(t, false)
+}
+pub fn wrs_sto(t: &mut Tr, _a: &Args) -> TResult {
+    wrs(t, true)
+}
+
 /// Zicboz `cbo.zero`: zero the cache block (64 bytes) holding rs1, as a store.
 pub fn cbo_zero(t: &mut Tr, a: &Args) -> TResult {
     let insn = t.insn as i64;
