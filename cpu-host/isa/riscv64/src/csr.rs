@@ -113,11 +113,19 @@ pub const MISA_VALUE: u64 = (2 << 62)
 const MEDELEG_MASK: u64 = 0xbbff;
 const S_INTS: u64 = (1 << irq::SSI) | (1 << irq::STI) | (1 << irq::SEI);
 const ALL_INTS: u64 = S_INTS | (1 << irq::MSI) | (1 << irq::MTI) | (1 << irq::MEI);
-/// `menvcfg`/`senvcfg`: FIOM and CBZE (Zicboz); `menvcfg` also STCE (Sstc). Zicbom, Svpbmt,
-/// Svadu are absent.
-const ENVCFG_MASK: u64 = 1 | ENVCFG_CBZE;
+/// `menvcfg`/`senvcfg`: FIOM, CBIE and CBCFE (Zicbom), CBZE (Zicboz); `menvcfg` also STCE
+/// (Sstc) and ADUE (Svadu). Svpbmt is absent.
+const ENVCFG_MASK: u64 = 1 | ENVCFG_CBIE | ENVCFG_CBCFE | ENVCFG_CBZE;
 /// `cbo.zero` allowed in the less privileged modes.
 pub const ENVCFG_CBZE: u64 = 1 << 7;
+/// Zicbom: `cbo.clean`/`cbo.flush` allowed in the less privileged modes.
+pub const ENVCFG_CBCFE: u64 = 1 << 6;
+/// Zicbom: `cbo.inval` in the less privileged modes: 00 illegal, 01 performs a flush, 11 an
+/// invalidate.
+pub const ENVCFG_CBIE_SHIFT: u32 = 4;
+pub const ENVCFG_CBIE: u64 = 3 << ENVCFG_CBIE_SHIFT;
+/// Svadu: hardware updates A/D bits (reset 1, as on QEMU); 0 gives Svade's page faults.
+pub const MENVCFG_ADUE: u64 = 1 << 61;
 /// menvcfg.STCE: `stimecmp` drives STIP.
 pub const MENVCFG_STCE: u64 = 1 << 63;
 const NUM_PMP: usize = 16;
@@ -178,7 +186,7 @@ impl Csrs {
             mepc: 0,
             mcause: 0,
             mtval: 0,
-            menvcfg: 0,
+            menvcfg: MENVCFG_ADUE,
             stimecmp: u64::MAX,
             mcountinhibit: 0,
             stvec: 0,
@@ -428,7 +436,7 @@ impl Hart {
             }
             MCOUNTEREN => c.mcounteren = v & 0xffff_ffff,
             MENVCFG => {
-                let new = v & (ENVCFG_MASK | MENVCFG_STCE);
+                let new = v & (ENVCFG_MASK | MENVCFG_STCE | MENVCFG_ADUE);
                 let toggled = (new ^ c.menvcfg) & MENVCFG_STCE != 0;
                 c.menvcfg = new;
                 if toggled {

@@ -566,6 +566,10 @@ pub static TABLE32: &[Pattern] = &[
     // Zifencei
     pat("fence.i", "------------ ----- 001 ----- 0001111", f_none, p::fence_i),
     pat("cbo.zero", "000000000100 ----- 010 00000 0001111", f_r, p::cbo_zero),
+    // Zicbom
+    pat("cbo.clean", "000000000001 ----- 010 00000 0001111", f_r, p::cbo_clean),
+    pat("cbo.flush", "000000000010 ----- 010 00000 0001111", f_r, p::cbo_flush),
+    pat("cbo.inval", "000000000000 ----- 010 00000 0001111", f_r, p::cbo_inval),
     // privileged instructions
     pat("ecall",  "000000000000 00000 000 00000 1110011", f_none, p::ecall),
     pat("ebreak", "000000000001 00000 000 00000 1110011", f_none, p::ebreak),

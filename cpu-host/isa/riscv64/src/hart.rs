@@ -155,6 +155,10 @@ impl Guest for Hart {
             helper::SRET => self.sret().map(|_| 0),
             helper::WFI => self.wfi().map(|_| 0),
             helper::CBO_ZERO => self.cbo_zero(a, imm as u64 & 0xffff_ffff).map(|_| 0),
+            helper::CBO_MANAGE => {
+                let insn = imm as u64 & 0xffff_ffff;
+                self.cbo_manage(a, (insn >> 20) & 3, insn).map(|_| 0)
+            }
             helper::FP => self.fp_insn(imm as u64, a),
             helper::WRS => self.wrs(imm != 0).map(|_| 0),
             helper::PAUSE => {

@@ -22,6 +22,9 @@ pub const FS_DIRTY: u16 = 11;
 pub const PAUSE: u16 = 12;
 /// Zawrs `wrs.nto` (imm 0) / `wrs.sto` (imm 1): wait for the reservation set to be written.
 pub const WRS: u16 = 13;
+/// Zicbom `cbo.clean`/`cbo.flush`/`cbo.inval`: a = rs1, imm = the instruction bits (its
+/// bits 20..22 say which).
+pub const CBO_MANAGE: u16 = 14;
 
 /// Layout of the FP helper's immediate.
 pub mod fp_arg {

@@ -40,7 +40,7 @@ impl Priv {
 
 /// `riscv,isa` for the FDT: what this frontend implements, nothing more.
 pub const ISA_STRING: &str =
-    "rv64imafdc_zicbop_zicboz_zicntr_zicond_zicsr_zifencei_zihintpause_zawrs_zba_zbb_zbc_zbkb_zbs_sstc";
+    "rv64imafdc_zicbom_zicbop_zicboz_zicntr_zicond_zicsr_zifencei_zihintpause_zawrs_zba_zbb_zbc_zbkb_zbs_sstc_svadu";
 /// `riscv,isa-base`.
 pub const ISA_BASE: &str = "rv64i";
 /// `riscv,isa-extensions`.
@@ -51,6 +51,7 @@ pub const ISA_EXTENSIONS: &[&str] = &[
     "f",
     "d",
     "c",
+    "zicbom",
     "zicbop",
     "zicboz",
     "zicntr",
@@ -65,6 +66,7 @@ pub const ISA_EXTENSIONS: &[&str] = &[
     "zbkb",
     "zbs",
     "sstc",
+    "svadu",
 ];
 
 /// `mmu-type` for the FDT: the largest mode satp accepts (Bare, Sv39, Sv48 and Sv57 are

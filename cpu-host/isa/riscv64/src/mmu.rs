@@ -224,6 +224,10 @@ impl Hart {
                     0
                 };
             if want != e {
+                // Svadu off (menvcfg.ADUE = 0): Svade, software keeps A and D.
+                if self.csr.menvcfg & crate::csr::MENVCFG_ADUE == 0 {
+                    return Err(fault);
+                }
                 if !writable {
                     return Err(access.access_fault());
                 }
@@ -458,6 +462,48 @@ impl Hart {
         // same way.
         for k in 0..BLOCK / 8 {
             self.store(base + 8 * k, 3, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Zicbom `cbo.clean` / `cbo.flush` / `cbo.inval` (`op` 1, 2, 0): memory is coherent here,
+    /// so they only check. Below M-mode they need menvcfg (and, for U, senvcfg) CBCFE or a
+    /// non-zero CBIE, else they are illegal (CBIE = 01 would make `cbo.inval` a flush: the same
+    /// here). Each is permitted where a load or a store would be (CMO spec 1.0); otherwise a store
+    /// fault with the block's address, as QEMU.
+    pub(crate) fn cbo_manage(&mut self, vaddr: u64, op: u64, insn: u64) -> Result<(), Trapped> {
+        use crate::csr::{ENVCFG_CBCFE, ENVCFG_CBIE};
+        let inval = op == 0;
+        let enabled = |cfg: u64| {
+            if inval {
+                cfg & ENVCFG_CBIE != 0
+            } else {
+                cfg & ENVCFG_CBCFE != 0
+            }
+        };
+        let allowed = match self.priv_ {
+            Priv::M => true,
+            Priv::S => enabled(self.csr.menvcfg),
+            Priv::U => enabled(self.csr.menvcfg) && enabled(self.csr.senvcfg),
+        };
+        if !allowed {
+            return Err(self.raise(cause::ILLEGAL_INSN, insn));
+        }
+        const BLOCK: u64 = 64;
+        let base = vaddr & !(BLOCK - 1);
+        let p = self.data_priv();
+        let readable = self
+            .translate_full(base, AccessType::Load)
+            .is_ok_and(|t| self.pmp_allows(t.paddr, BLOCK, AccessType::Load, p));
+        if readable {
+            return Ok(());
+        }
+        let t = match self.translate_full(base, AccessType::Store) {
+            Ok(t) => t,
+            Err(c) => return Err(self.raise(c, base)),
+        };
+        if !self.pmp_allows(t.paddr, BLOCK, AccessType::Store, p) {
+            return Err(self.raise(cause::STORE_ACCESS, base));
         }
         Ok(())
     }

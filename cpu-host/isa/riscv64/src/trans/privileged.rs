@@ -115,6 +115,27 @@ pub fn cbo_zero(t: &mut Tr, a: &Args) -> TResult {
 /// Zifencei: makes earlier stores (this hart's and, after their fences, other harts' and
 /// devices') visible to instruction fetch: translated blocks are checked against memory before
 /// they run again.
+/// Zicbom: cache-block management (checks only: memory is coherent).
+fn cbo_manage(t: &mut Tr, a: &Args) -> TResult {
+    let insn = t.insn as i64;
+    t.emit(Op::Helper {
+        id: helper::CBO_MANAGE,
+        d: slot::SINK,
+        a: t.s(a.rs1),
+        imm: insn,
+    });
+    Ok(())
+}
+pub fn cbo_clean(t: &mut Tr, a: &Args) -> TResult {
+    cbo_manage(t, a)
+}
+pub fn cbo_flush(t: &mut Tr, a: &Args) -> TResult {
+    cbo_manage(t, a)
+}
+pub fn cbo_inval(t: &mut Tr, a: &Args) -> TResult {
+    cbo_manage(t, a)
+}
+
 pub fn fence_i(t: &mut Tr, _a: &Args) -> TResult {
     t.emit(Op::Fence);
     t.helper_and_exit(helper::FENCE_I, slot::SINK, 0, 0);
