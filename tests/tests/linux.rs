@@ -558,3 +558,45 @@ output = "file:{}"
     assert!(!run.exists(), "runtime directory left behind");
     let _ = std::fs::remove_dir_all(&fx.dir);
 }
+
+/// A guest that panics (here: no root filesystem, `panic=1` asks for a reboot a second later)
+/// ends the machine through SBI's system reset; tessera-cpu exits normally (status 0, like QEMU
+/// with `-no-reboot`) instead of crashing or hanging.
+#[test]
+fn a_kernel_panic_ends_tessera_cpu_cleanly() {
+    let Some(kit) = guest_kit() else { return };
+    let timeout = Duration::from_secs(180);
+    let start = Instant::now();
+    let out = run_with_timeout(
+        Command::new(bin_path("tessera-cpu"))
+            .args([
+                "--harts", "2", "--ram", "512M", "--serial", "stdio", "--bios",
+            ])
+            .arg(kit.join("fw_dynamic.bin"))
+            .arg("--kernel")
+            .arg(kit.join("Image"))
+            .args(["--append", "console=ttyS0 panic=1"]),
+        timeout,
+    )
+    .expect("run tessera-cpu");
+    let wall = start.elapsed();
+    assert!(
+        !out.timed_out,
+        "tessera-cpu still ran after {timeout:?}:\n{}",
+        tail(&out.stdout, 30)
+    );
+    assert!(
+        out.stdout.contains("Kernel panic - not syncing"),
+        "no panic on the console:\n{}",
+        tail(&out.stdout, 30)
+    );
+    assert_eq!(
+        out.code,
+        Some(0),
+        "tessera-cpu after the guest's panic and reboot: {:?}\n{}\n{}",
+        out.code,
+        tail(&out.stdout, 20),
+        out.stderr
+    );
+    eprintln!("kernel panic to exit in {wall:.1?}");
+}
