@@ -78,7 +78,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         for (i, h) in result.harts.iter().enumerate() {
             eprintln!(
                 "tessera-cpu: hart{i}: {} instructions, pc {:#x} ({}-mode), pending lines {:#x}, \
-                 {} blocks translated, {} flushes, {} remaps, {} code fences, {} invalidated",
+                 {} blocks translated, {} flushes, {} remaps, {} page remaps, {} code fences, \
+                 {} invalidated",
                 h.icount,
                 h.pc,
                 ["U", "S", "?", "M"][h.privilege as usize & 3],
@@ -86,6 +87,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                 h.cache.translated,
                 h.cache.full_flushes,
                 h.cache.remaps,
+                h.cache.page_remaps,
                 h.cache.code_fences,
                 h.cache.invalidated
             );

@@ -31,6 +31,8 @@ pub struct CacheStats {
     pub code_fences: u64,
     /// Address-translation changes (new epochs).
     pub remaps: u64,
+    /// Changes of one page's translation.
+    pub page_remaps: u64,
     /// Blocks dropped because code they were translated from was written.
     pub invalidated: u64,
 }
@@ -55,6 +57,9 @@ pub struct BlockCache {
     checked: Vec<u64>,
     /// Blocks by physical page of their code (may list blocks that are no longer valid).
     page_blocks: HashMap<u64, Vec<u32>>,
+    /// Blocks by virtual page of their code (both pages for a block that crosses one), for
+    /// a fence of one page's translation. May list blocks that are no longer valid.
+    vpage_blocks: HashMap<u64, Vec<u32>>,
     /// Bumped by every full flush: block indices from an older generation mean nothing.
     generation: u64,
     pub stats: CacheStats,
@@ -80,6 +85,7 @@ impl BlockCache {
             code_epoch: 0,
             checked: Vec::new(),
             page_blocks: HashMap::default(),
+            vpage_blocks: HashMap::default(),
             generation: 0,
             stats: CacheStats::default(),
         }
@@ -126,6 +132,29 @@ impl BlockCache {
         self.stats.remaps += 1;
     }
 
+    /// The translation of one virtual page changed: only the blocks whose code lies in it lose
+    /// their virtual shortcuts (the links into them and their jump-cache entries); they stay,
+    /// reachable through their physical address. The rest of the cache stays warm.
+    pub fn remap_page(&mut self, vaddr: u64) {
+        let vpage = vaddr & crate::tlb::PAGE_MASK;
+        self.stats.page_remaps += 1;
+        let Some(list) = self.vpage_blocks.get_mut(&vpage) else {
+            return;
+        };
+        let valid = &self.valid;
+        list.retain(|&idx| valid.get(idx as usize).copied().unwrap_or(false));
+        let list = list.clone();
+        for idx in list {
+            self.unlink_incoming(idx);
+            if let Some(b) = self.blocks.get(idx as usize) {
+                let j = Self::jmp_index(b.pc);
+                if self.jmp[j].2 == idx {
+                    self.jmp[j] = NO_JMP;
+                }
+            }
+        }
+    }
+
     /// An instruction-cache fence: like [`BlockCache::remap`], and every block must be found
     /// unchanged in memory ([`BlockCache::needs_check`]) before it runs again. Cheaper than a
     /// flush: checking a block is a compare of its bytes, translating it is not.
@@ -169,6 +198,14 @@ impl BlockCache {
         let key = (block.pc, block.mode, block.phys_pc);
         for &(page, _) in &block.code {
             self.page_blocks.entry(page).or_default().push(idx);
+        }
+        let vpage = block.pc & crate::tlb::PAGE_MASK;
+        self.vpage_blocks.entry(vpage).or_default().push(idx);
+        if let Some((va, _)) = block.cross_page {
+            let second = va & crate::tlb::PAGE_MASK;
+            if second != vpage {
+                self.vpage_blocks.entry(second).or_default().push(idx);
+            }
         }
         self.blocks.push(block);
         self.valid.push(true);
@@ -234,6 +271,7 @@ impl BlockCache {
         self.incoming.clear();
         self.map.clear();
         self.page_blocks.clear();
+        self.vpage_blocks.clear();
         self.jmp.fill(NO_JMP);
         self.generation += 1;
         self.stats.full_flushes += 1;
@@ -282,7 +320,21 @@ impl BlockCache {
             return;
         };
         *v = false;
-        for (from, n) in std::mem::take(&mut self.incoming[idx as usize]) {
+        self.unlink_incoming(idx);
+        let b = &self.blocks[idx as usize];
+        let key = (b.pc, b.mode, b.phys_pc);
+        if self.map.get(&key) == Some(&idx) {
+            self.map.remove(&key);
+        }
+        self.stats.invalidated += 1;
+    }
+
+    /// Remove the chain links that lead to block `idx`.
+    fn unlink_incoming(&mut self, idx: u32) {
+        let Some(inc) = self.incoming.get_mut(idx as usize) else {
+            return;
+        };
+        for (from, n) in std::mem::take(inc) {
             if let Some(l) = self
                 .links
                 .get_mut(from as usize)
@@ -293,12 +345,6 @@ impl BlockCache {
                 }
             }
         }
-        let b = &self.blocks[idx as usize];
-        let key = (b.pc, b.mode, b.phys_pc);
-        if self.map.get(&key) == Some(&idx) {
-            self.map.remove(&key);
-        }
-        self.stats.invalidated += 1;
     }
 
     /// Changes whenever a full flush invalidates every block index.
@@ -410,6 +456,37 @@ mod tests {
         let (b, _) = c.insert(block(0x1000, 0x8000_1000, 4));
         assert!(!c.needs_check(b), "translated after the fence");
         assert_eq!(c.stats.code_fences, 2);
+    }
+
+    #[test]
+    fn a_page_remap_drops_only_that_pages_shortcuts() {
+        let mut c = BlockCache::new();
+        let (a, _) = c.insert(block(0x1000, 0x8000_1000, 4));
+        let (b, _) = c.insert(block(0x2000, 0x8000_2000, 4));
+        let (d, _) = c.insert(block(0x2100, 0x8000_2100, 4));
+        c.set_link(a, 0, b);
+        c.set_link(b, 0, a);
+        c.set_link(d, 0, a);
+        c.remap_page(0x2fff);
+        assert_eq!(c.link(a, 0), None, "the link into page 0x2000 is gone");
+        assert_eq!(c.link(b, 0), Some(a), "links out of it stay");
+        assert_eq!(c.lookup_fast(0x2000, 0), None);
+        assert_eq!(c.lookup_fast(0x2100, 0), None);
+        assert_eq!(c.lookup_fast(0x1000, 0), Some(a), "other pages stay warm");
+        assert_eq!(
+            c.lookup(0x2000, 0, 0x8000_2000),
+            Some(b),
+            "the block itself stays"
+        );
+        c.remember(b);
+        c.set_link(a, 0, b);
+        assert_eq!(c.link(a, 0), Some(b));
+        c.remap_page(0x2000);
+        assert_eq!(
+            c.link(a, 0),
+            None,
+            "and is found again after a second remap"
+        );
     }
 
     #[test]

@@ -174,7 +174,12 @@ fn boundary_requests<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &Vcpu
         cache.fence_code();
     } else if req & request::REMAP != 0 {
         cache.remap();
+    } else if req & request::REMAP_PAGES != 0 {
+        for page in c.remap_pages.iter() {
+            cache.remap_page(*page);
+        }
     }
+    c.remap_pages.clear();
     if req & request::SMC != 0 {
         for (page, mask) in std::mem::take(&mut c.smc_writes) {
             match cache.invalidate(page, mask) {

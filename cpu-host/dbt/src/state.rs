@@ -36,6 +36,9 @@ pub mod request {
     /// An instruction-cache fence (`fence.i`): code may have been written by another vCPU or a
     /// device. Blocks are checked against memory before their next use.
     pub const CODE_FENCE: u32 = 1 << 5;
+    /// The translation of the virtual pages in `CpuState::remap_pages` changed (a fence for one
+    /// address): like [`REMAP`], for those pages only.
+    pub const REMAP_PAGES: u32 = 1 << 6;
 }
 
 /// A load reservation (LR/SC, load-exclusive).
@@ -72,6 +75,9 @@ pub struct CpuState {
     pub code_pages: HashMap<u64, u64>,
     /// (page, chunk mask) written since the last boundary.
     pub smc_writes: Vec<(u64, u64)>,
+    /// Virtual pages whose translation changed since the last boundary (see
+    /// [`request::REMAP_PAGES`]); the ISA requests a full remap instead when there are many.
+    pub remap_pages: Vec<u64>,
 }
 
 impl Default for CpuState {
@@ -93,6 +99,7 @@ impl CpuState {
             reservation: Reservation::default(),
             code_pages: HashMap::default(),
             smc_writes: Vec::new(),
+            remap_pages: Vec::new(),
         }
     }
 

@@ -293,8 +293,8 @@ impl Hart {
     }
 
     /// Flush what the TLB holds for the page of `vaddr` (the whole TLB if that may be part of a
-    /// superpage it holds pieces of).
-    pub(crate) fn flush_tlb_page(&mut self, vaddr: u64) {
+    /// superpage it holds pieces of: then returns true).
+    pub(crate) fn flush_tlb_page(&mut self, vaddr: u64) -> bool {
         let in_superpage = self.tlb_superpages_overflow
             || self
                 .tlb_superpages
@@ -305,6 +305,7 @@ impl Hart {
         } else {
             self.cpu.tlb.flush_page(vaddr);
         }
+        in_superpage
     }
 
     pub(crate) fn load(&mut self, vaddr: u64, size_log2: u32) -> Result<u64, Trapped> {

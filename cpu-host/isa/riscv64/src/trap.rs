@@ -227,11 +227,22 @@ impl Hart {
         if self.priv_ == Priv::S && self.csr.mstatus & ms::TVM != 0 {
             return Err(self.illegal());
         }
+        use tessera_dbt::state::request;
+        /// More pages than this before a boundary: remap everything instead.
+        const MAX_PAGE_REMAPS: usize = 16;
         match vaddr {
-            Some(va) => self.flush_tlb_page(va),
-            None => self.flush_tlb(),
+            Some(va)
+                if !self.flush_tlb_page(va) && self.cpu.remap_pages.len() < MAX_PAGE_REMAPS =>
+            {
+                self.cpu.remap_pages.push(va);
+                self.cpu.requests |= request::REMAP_PAGES;
+            }
+            Some(_) => self.cpu.requests |= request::REMAP,
+            None => {
+                self.flush_tlb();
+                self.cpu.requests |= request::REMAP;
+            }
         }
-        self.cpu.requests |= tessera_dbt::state::request::REMAP;
         Ok(())
     }
 }
