@@ -201,6 +201,30 @@ impl Fixture {
             "the kernel did not power off (panic and reboot?) on {ctx}"
         );
 
+        // The platform devices of the device tree, as the firmware's and the kernel's drivers
+        // found them: the PLIC with an M and an S context per hart, the goldfish RTC, syscon
+        // poweroff.
+        for (what, needle) in [
+            (
+                "PLIC",
+                format!("with {HARTS} handlers for {} contexts", 2 * HARTS),
+            ),
+            (
+                "goldfish RTC",
+                "goldfish_rtc 101000.rtc: registered as rtc0".to_owned(),
+            ),
+            // OpenSBI's banner: the kernel's poweroff goes through SBI to this device.
+            (
+                "syscon poweroff",
+                "Platform Shutdown Device    : syscon-poweroff".to_owned(),
+            ),
+        ] {
+            assert!(
+                serial.contains(&needle),
+                "the kernel did not report the {what} ({needle:?}) on {ctx}"
+            );
+        }
+
         // /proc/cpuinfo: HARTS processors, each with the advertised ISA.
         assert!(
             serial.contains(&format!("tessera-init: harts {HARTS}")),
