@@ -1,9 +1,15 @@
 //! Passing fds with `SCM_RIGHTS` over a unix stream socket, and guest RAM on top of that.
 //!
-//! Framing: a message is a 4-byte little-endian payload length, then the payload. The fds ride
-//! on the first `sendmsg`, so they arrive with the receiver's first read of the length field.
-//! Both sides must use blocking `SOCK_STREAM` sockets and not interleave other traffic within a
-//! message. After any receive error the stream position is unknown: drop the connection.
+//! Two layers:
+//!
+//! - [`send_with_fds`] / [`recv_with_fds`]: no framing of their own, for protocols that frame
+//!   their messages themselves (vfio-user in `tessera-protocol`): all of some bytes with fds
+//!   attached to the first of them; one `recvmsg` with whatever fds came with the bytes read.
+//! - [`send_fds`] / [`recv_fds`]: a message is a 4-byte little-endian payload length, then the
+//!   payload. The fds ride on the first `sendmsg`, so they arrive with the receiver's first read
+//!   of the length field. Both sides must use blocking `SOCK_STREAM` sockets and not interleave
+//!   other traffic within a message. After any receive error the stream position is unknown: drop
+//!   the connection.
 
 use std::io::{IoSlice, IoSliceMut, Read};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -51,16 +57,29 @@ pub fn send_fds(sock: &UnixStream, payload: &[u8], fds: &[BorrowedFd<'_>]) -> Re
         len: payload.len() as u64,
         max: u32::MAX.into(),
     })?;
+    send_with_fds(sock, &[&len.to_le_bytes(), payload], fds)
+}
+
+/// Write all of `bufs`, in order, to the stream socket `sock`, with `fds` attached (`SCM_RIGHTS`)
+/// to the first byte. No framing is added. A stream socket may take the bytes in pieces; the
+/// rest follows with plain `send`s, and `EINTR` is retried. `MSG_NOSIGNAL`: a closed peer is an
+/// `EPIPE` error, not a signal. The kernel duplicates the fds into the receiver; the caller keeps
+/// its own. Callers that share the socket between threads must serialise whole messages.
+///
+/// An error after part of the bytes went out leaves the stream in the middle of a message: the
+/// caller should drop the connection.
+pub fn send_with_fds(
+    sock: &UnixStream,
+    bufs: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), ShmError> {
     if fds.len() > SCM_MAX_FD {
         return Err(ShmError::TooManyFds {
             count: fds.len(),
             max: SCM_MAX_FD,
         });
     }
-    let mut message = Vec::with_capacity(HEADER_LEN + payload.len());
-    message.extend_from_slice(&len.to_le_bytes());
-    message.extend_from_slice(payload);
-
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
     let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
     let cmsgs: Vec<ControlMessage<'_>> = if raw.is_empty() {
         Vec::new()
@@ -68,19 +87,72 @@ pub fn send_fds(sock: &UnixStream, payload: &[u8], fds: &[BorrowedFd<'_>]) -> Re
         vec![ControlMessage::ScmRights(&raw)]
     };
     let fd = sock.as_raw_fd();
-    let iov = [IoSlice::new(&message)];
+    let iov: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
     let mut sent = retry_eintr(|| sendmsg::<()>(fd, &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None))
         .map_err(ShmError::Send)?;
-    // A stream socket may take a large message in pieces; the fds went with the first one.
-    while sent < message.len() {
-        let n = retry_eintr(|| send(fd, &message[sent..], MsgFlags::MSG_NOSIGNAL))
-            .map_err(ShmError::Send)?;
-        if n == 0 {
-            return Err(ShmError::Send(Errno::EPIPE));
-        }
-        sent += n;
+    if sent == 0 && total > 0 {
+        return Err(ShmError::Send(Errno::EPIPE));
     }
+    // The fds went with the first sendmsg; the rest is plain bytes.
+    let mut skip = sent;
+    for buf in bufs {
+        if skip >= buf.len() {
+            skip -= buf.len();
+            continue;
+        }
+        let mut rest = &buf[skip..];
+        skip = 0;
+        while !rest.is_empty() {
+            let n =
+                retry_eintr(|| send(fd, rest, MsgFlags::MSG_NOSIGNAL)).map_err(ShmError::Send)?;
+            if n == 0 {
+                return Err(ShmError::Send(Errno::EPIPE));
+            }
+            rest = &rest[n..];
+            sent += n;
+        }
+    }
+    debug_assert_eq!(sent, total);
     Ok(())
+}
+
+/// One `recvmsg` of at most `buf.len()` bytes from the stream socket `sock`, with the fds that
+/// came with those bytes (received close-on-exec). Returns `(0, [])` at end of stream. `EINTR` is
+/// retried. The control buffer has room for the kernel's maximum ([`SCM_MAX_FD`]), so no fd is
+/// lost to truncation; if the kernel still reports truncation the call fails with
+/// [`ShmError::ControlTruncated`]. Limits are the caller's business: dropping the returned fds
+/// closes them. No framing: the caller reads exactly the bytes its protocol says belong to the
+/// current message, so that fds of the next message are not taken early.
+pub fn recv_with_fds(sock: &UnixStream, buf: &mut [u8]) -> Result<(usize, Vec<OwnedFd>), ShmError> {
+    let mut cmsg_buf = cmsg_space!([RawFd; SCM_MAX_FD]);
+    let fd = sock.as_raw_fd();
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = loop {
+        match recvmsg::<()>(
+            fd,
+            &mut iov,
+            Some(&mut cmsg_buf),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            r => break r.map_err(ShmError::Recv)?,
+        }
+    };
+    let mut fds = Vec::new();
+    // Take ownership of whatever arrived first, so that it is closed on every path below.
+    for cmsg in msg.cmsgs().map_err(ShmError::Recv)? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            for raw_fd in raw {
+                // SAFETY: the kernel has just installed `raw_fd` in our fd table for this
+                // message; nothing else knows about it, so we are its only owner.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw_fd) });
+            }
+        }
+    }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(ShmError::ControlTruncated);
+    }
+    Ok((msg.bytes, fds))
 }
 
 /// Receive one message sent by [`send_fds`]: at most `max_payload` bytes of payload and at most
@@ -93,40 +165,7 @@ pub fn recv_fds(
 ) -> Result<(Vec<u8>, Vec<OwnedFd>), ShmError> {
     check_stream(sock)?;
     let mut header = [0u8; HEADER_LEN];
-    // Room for the kernel's maximum, so a sender cannot make fds vanish through truncation.
-    let mut cmsg_buf = cmsg_space!([RawFd; SCM_MAX_FD]);
-    let fd = sock.as_raw_fd();
-    let (got, fds, truncated) = {
-        let mut iov = [IoSliceMut::new(&mut header)];
-        let msg = loop {
-            match recvmsg::<()>(
-                fd,
-                &mut iov,
-                Some(&mut cmsg_buf),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Err(Errno::EINTR) => continue,
-                r => break r.map_err(ShmError::Recv)?,
-            }
-        };
-        let mut fds = Vec::new();
-        let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-        if !truncated {
-            for cmsg in msg.cmsgs().map_err(ShmError::Recv)? {
-                if let ControlMessageOwned::ScmRights(raw) = cmsg {
-                    for raw_fd in raw {
-                        // SAFETY: the kernel has just installed `raw_fd` in our fd table for this
-                        // message; nothing else knows about it, so we are its only owner.
-                        fds.push(unsafe { OwnedFd::from_raw_fd(raw_fd) });
-                    }
-                }
-            }
-        }
-        (msg.bytes, fds, truncated)
-    };
-    if truncated {
-        return Err(ShmError::ControlTruncated);
-    }
+    let (got, fds) = recv_with_fds(sock, &mut header)?;
     if got == 0 {
         return Err(ShmError::PeerClosed);
     }
@@ -199,6 +238,49 @@ mod tests {
         assert!(payload.is_empty() && fds.is_empty());
         drop(a);
         assert!(matches!(recv_fds(&b, 16, 2), Err(ShmError::PeerClosed)));
+    }
+
+    #[test]
+    fn unframed_send_recv_with_fds_pieces_and_eof() {
+        let (a, b) = UnixStream::pair().expect("pair");
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        send_with_fds(&a, &[b"head", b"", b"tail"], &[r.as_fd(), w.as_fd()]).expect("send");
+        send_with_fds(&a, &[b"next"], &[]).expect("send plain");
+        // Read in small pieces: the fds come with the first piece only.
+        let mut buf = [0u8; 3];
+        let (n, fds) = recv_with_fds(&b, &mut buf).expect("first piece");
+        assert_eq!((n, &buf[..n], fds.len()), (3, &b"hea"[..], 2));
+        let mut rest = [0u8; 5];
+        let (n, fds) = recv_with_fds(&b, &mut rest).expect("rest");
+        assert_eq!((&rest[..n], fds.len()), (&b"dtail"[..], 0));
+        let mut next = [0u8; 16];
+        let (n, fds) = recv_with_fds(&b, &mut next).expect("next");
+        assert_eq!((&next[..n], fds.len()), (&b"next"[..], 0));
+        drop(a);
+        let (n, fds) = recv_with_fds(&b, &mut next).expect("eof");
+        assert_eq!((n, fds.len()), (0, 0));
+    }
+
+    #[test]
+    fn send_with_fds_large_buffers_complete() {
+        let (a, b) = UnixStream::pair().expect("pair");
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (r, _w) = nix::unistd::pipe().expect("pipe");
+        let sender = std::thread::spawn(move || {
+            send_with_fds(&a, &[&big[..1000], &big[1000..]], &[r.as_fd()]).map(|_| big)
+        });
+        let mut got = vec![0u8; 3_000_000];
+        let mut fill = 0;
+        let mut fds = Vec::new();
+        while fill < got.len() {
+            let (n, f) = recv_with_fds(&b, &mut got[fill..]).expect("recv");
+            assert!(n > 0);
+            fill += n;
+            fds.extend(f);
+        }
+        let big = sender.join().expect("join").expect("send");
+        assert_eq!(got, big);
+        assert_eq!(fds.len(), 1);
     }
 
     #[test]

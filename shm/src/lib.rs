@@ -8,7 +8,8 @@
 //! - The layout crosses process boundaries as a [`RegionTable`] (guest physical address, size,
 //!   fd index, fd offset), serialized as JSON by [`send_ram`] in the same message that carries the
 //!   fds with `SCM_RIGHTS`; [`recv_ram`] maps it on the other side. [`send_fds`]/[`recv_fds`] are the
-//!   framing underneath, reusable by other protocols.
+//!   framing underneath, reusable by other protocols; [`send_with_fds`]/[`recv_with_fds`] pass fds
+//!   without framing, for protocols that frame their own messages (vfio-user).
 //! - Received tables are untrusted: [`GuestRam::from_fds`] validates alignment, overlap, wrap-around,
 //!   fd indices, that each fd is sealed against shrinking, and (with `fstat`) that every region lies
 //!   inside its file, so a hostile peer cannot make this process map beyond a file or fault later.
@@ -31,7 +32,8 @@ mod table;
 
 pub use error::ShmError;
 pub use fdpass::{
-    recv_fds, recv_ram, send_fds, send_ram, MAX_RAM_FDS, MAX_RAM_PAYLOAD, SCM_MAX_FD,
+    recv_fds, recv_ram, recv_with_fds, send_fds, send_ram, send_with_fds, MAX_RAM_FDS,
+    MAX_RAM_PAYLOAD, SCM_MAX_FD,
 };
 pub use ram::{GuestRam, MappedRegion, RAM_MEMFD_NAME};
 pub use shared::{inherit_fd, sealed_memfd, SharedPage};
