@@ -89,7 +89,7 @@ fn opensbi_fw_dynamic_boots_4_harts_and_runs_elf_payload_to_srst_shutdown() {
 }
 
 #[test]
-fn uboot_reaches_prompt_and_runs_version_bdinfo_dm_tree_poweroff() {
+fn uboot_reaches_prompt_and_runs_version_bdinfo_dm_tree_pci_poweroff() {
     let fw = debian_file(&format!("{OPENSBI_DIR}/fw_jump.bin"), "opensbi");
     let uboot = debian_file(UBOOT_SMODE, "u-boot-qemu");
     let mut c = Console::spawn(
@@ -129,6 +129,31 @@ fn uboot_reaches_prompt_and_runs_version_bdinfo_dm_tree_poweroff() {
     ] {
         assert!(d.contains(node), "dm tree lacks {node}: {d}");
     }
+
+    // The PCIe host bridge: U-Boot's generic ECAM driver enumerates the root bus and finds
+    // the bridge as QEMU's (1b36:0008, a host bridge), with the IDs in its header.
+    c.uboot("pci enum", t).unwrap_or_else(|e| panic!("{e}"));
+    let p = c.uboot("pci", t).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        p.contains("00.00.00   0x1b36     0x0008     Bridge device           0x00"),
+        "pci output: {p}"
+    );
+    let h = c
+        .uboot("pci header 0.0.0", t)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for line in [
+        "sub system vendor ID =        0x1af4",
+        "sub system ID =               0x1100",
+    ] {
+        assert!(h.contains(line), "pci header lacks {line:?}: {h}");
+    }
+    let none = c
+        .uboot("pci header 0.1.0", t)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !none.contains("vendor ID =                   0x1b36"),
+        "empty slot answers: {none}"
+    );
 
     c.send("poweroff\r").expect("type");
     let status = c.wait(t).expect("wait");

@@ -559,6 +559,7 @@ impl Machine {
                 .collect(),
             stdout_uart: true,
             rng_seed: None,
+            pcie: true,
         };
         let initrd = cfg
             .initrd
@@ -681,6 +682,11 @@ impl Machine {
         add(memmap::ACLINT, aclint.clone())?;
         add(memmap::PLIC, plic.clone())?;
         add(memmap::UART0, uart.clone())?;
+        // The PCIe host bridge: its root bus holds only the bridge itself so far.
+        let (ecam, pio, mmio) = tessera_devices::pci::PcieHost::new().into_windows();
+        add(memmap::PCIE_ECAM, ecam)?;
+        add(memmap::PCIE_PIO, pio)?;
+        add(memmap::PCIE_MMIO, mmio.at(memmap::PCIE_MMIO.base))?;
         for slot in &slots {
             let dev: Arc<dyn BusDevice> = match slot.device {
                 Some(i) => {

@@ -106,6 +106,11 @@ pub const PCIE_MMIO: Region = Region {
     base: 0x4000_0000,
     size: 0x4000_0000,
 };
+/// PCIe 64-bit MMIO window (QEMU virt's "high" window; described, no device uses it yet).
+pub const PCIE_MMIO_HIGH: Region = Region {
+    base: 0x4_0000_0000,
+    size: 0x4_0000_0000,
+};
 /// Start of DRAM.
 pub const DRAM_BASE: u64 = 0x8000_0000;
 

@@ -1,6 +1,6 @@
 //! In-process devices of the CPU process: the ones that sit on the hart's critical path
-//! (interrupt controllers, timer, console UART, test finisher, RTC), answer probes, or link
-//! this process to another CPU process (mailbox).
+//! (interrupt controllers, timer, console UART, test finisher, RTC), answer probes, link this
+//! process to another CPU process (mailbox), or host other devices (the PCIe host bridge).
 //!
 //! Contract: every device implements [`BusDevice`] and sees offsets relative to its own base.
 //! Devices never know about harts or the translator: interrupt outputs are [`IrqLine`]s that the
@@ -21,6 +21,7 @@ pub mod aclint;
 pub mod bus;
 pub mod mailbox;
 mod mmio;
+pub mod pci;
 pub mod plic;
 pub mod rtc;
 pub mod test_finisher;
