@@ -4,11 +4,14 @@
 //! - [`control`]: supervisor ↔ CPU process requests and events (JSON lines).
 //! - [`qmp`]: a QMP (QEMU Machine Protocol) server over a unix socket, so QEMU's clients can
 //!   drive a Tessera machine; the supervisor supplies the commands through [`QmpHandler`].
+//! - [`vfio_user`]: the vfio-user protocol (PCI devices in their own processes), client and
+//!   server side.
 
 #![forbid(unsafe_code)]
 
 pub mod control;
 pub mod qmp;
+pub mod vfio_user;
 
 pub use qmp::{
     ErrorClass, EventSender, QemuVersion, QmpConfig, QmpError, QmpHandler, QmpServer,
