@@ -8,10 +8,10 @@
 //!   target's entry point, `protocol/fuzz`).
 //! - [`socket`]: one whole message with its fds (`SCM_RIGHTS`, through `tessera-shm`'s
 //!   unframed fd passing) on a unix stream socket.
-//! - `client`: `Client`, the end that owns guest memory (the CPU process): VERSION, DMA
+//! - [`client`]: [`Client`], the end that owns guest memory (the CPU process): VERSION, DMA
 //!   map/unmap, device/region/irq info, SET_IRQS with eventfds, region reads and writes, reset;
-//!   it serves the server's DMA_READ/DMA_WRITE through a `DmaHandler`.
-//! - `server`: `Listener` and `ServerConnection`, the device end: checked requests in,
+//!   it serves the server's DMA_READ/DMA_WRITE through a [`DmaHandler`].
+//! - [`server`]: [`Listener`] and [`ServerConnection`], the device end: checked requests in,
 //!   replies and DMA_READ/DMA_WRITE out.
 //!
 //! Both ends read with a dedicated thread and match replies to requests by message id, so
@@ -49,7 +49,10 @@
 //! The wire format is small (a 16-byte header and fixed little-endian structures), so owning
 //! it costs less than wrapping a crate we would have to bypass for every point above.
 
+pub mod client;
+mod conn;
 pub mod message;
+pub mod server;
 pub mod socket;
 
 #[cfg(test)]
@@ -57,8 +60,13 @@ mod golden;
 #[cfg(test)]
 mod robustness;
 
+pub use client::{Client, ClientConfig, ClientError, DmaHandler, NoDma};
+pub use conn::{RequestError, MAX_IN_FLIGHT};
 pub use message::{
-    Capabilities, Command, DecodeError, DeviceInfo, DmaMap, IrqAction, IrqData, IrqInfo,
-    RegionCap, RegionInfo, Reply, Request, SetIrqs, SparseArea,
+    Capabilities, Command, DecodeError, DeviceInfo, DmaMap, IrqAction, IrqData, IrqInfo, RegionCap,
+    RegionInfo, Reply, Request, SetIrqs, SparseArea,
+};
+pub use server::{
+    IncomingRequest, Listener, ServerConfig, ServerConnection, ServerError, ServerHandle,
 };
 pub use socket::{RawMessage, SocketError};
