@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tessera_board::machine::{
     Firmware, MachineConfig, MailboxConfig, RamConfig, Serial, VhostKind, VhostUserSpec,
+    VirtioTransport,
 };
 use tessera_board::memmap::Region;
 use tessera_shm::GuestRam;
@@ -71,8 +72,9 @@ pub struct Cli {
     /// A virtio device served by another process over vhost-user: KIND is `blk` or `console`;
     /// SOCKET the backend's unix socket; N the number of queues (default 1); ADDR one of the
     /// virtio-mmio slots 0x10001000..0x10008000 and IRQ its PLIC source (default: the slot's).
-    /// Repeatable: devices without addr take the free slots in order.
-    #[arg(long = "vhost-user", value_name = "KIND,socket=PATH[,queues=N][,addr=ADDR][,irq=N]", value_parser = parse_vhost_user)]
+    /// `transport=pci` makes it a modern virtio-pci function on the PCIe root bus instead (the
+    /// next free PCI slot, INTx). Repeatable: devices without addr take the free slots in order.
+    #[arg(long = "vhost-user", value_name = "KIND,socket=PATH[,queues=N][,addr=ADDR][,irq=N][,transport=mmio|pci]", value_parser = parse_vhost_user)]
     pub vhost_user: Vec<VhostUserSpec>,
     /// Print instruction counts, translation figures and guest MIPS to stderr at exit.
     #[arg(long)]
@@ -258,11 +260,17 @@ pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
         None => return Err("missing device kind".into()),
     };
     let (mut socket, mut queues, mut addr, mut irq) = (None, 1usize, None, None);
+    let mut transport = VirtioTransport::Mmio;
     for p in parts {
         match p.split_once('=') {
             Some(("socket", v)) if !v.is_empty() => socket = Some(PathBuf::from(v)),
             Some(("addr", v)) => addr = Some(parse_number(v)?),
             Some(("irq", v)) => irq = Some(parse_u32(v)?),
+            Some(("transport", "mmio")) => transport = VirtioTransport::Mmio,
+            Some(("transport", "pci")) => transport = VirtioTransport::Pci,
+            Some(("transport", v)) => {
+                return Err(format!("transport={v}: expected mmio or pci"));
+            }
             Some(("queues", v)) => {
                 queues = v
                     .parse()
@@ -272,16 +280,25 @@ pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown vhost-user option `{p}` (socket=PATH, queues=N, addr=ADDR, irq=N)"
+                    "unknown vhost-user option `{p}` (socket=PATH, queues=N, addr=ADDR, irq=N, \
+                     transport=mmio|pci)"
                 ))
             }
         }
     }
     let socket = socket.ok_or("missing socket=PATH")?;
+    if transport == VirtioTransport::Pci && (addr.is_some() || irq.is_some()) {
+        return Err(
+            "addr= and irq= choose a virtio-mmio slot; a PCI device takes the next \
+                    free PCI slot and its INTA line"
+                .into(),
+        );
+    }
     Ok(VhostUserSpec {
         kind,
         socket,
         queues,
+        transport,
         addr,
         irq,
     })
@@ -422,6 +439,7 @@ mod tests {
                 kind: VhostKind::Blk,
                 socket: "/tmp/b.sock".into(),
                 queues: 2,
+                transport: VirtioTransport::Mmio,
                 addr: None,
                 irq: None,
             })

@@ -1,6 +1,7 @@
-//! Debian's U-Boot on tessera-cpu with its disk served by tessera-blk over vhost-user: a file on
-//! a FAT image is listed, loaded and CRC-checked against the host; a sector written by U-Boot is
-//! found in the image after shutdown, with its neighbours untouched.
+//! Debian's U-Boot on tessera-cpu with its disk served by tessera-blk over vhost-user, once on a
+//! virtio-mmio slot and once as a virtio-pci function: a file on a FAT image is listed, loaded
+//! and CRC-checked against the host; a sector written by U-Boot is found in the image after
+//! shutdown, with its neighbours untouched. On PCI, `pci` also lists the disk with its IDs.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -24,7 +25,16 @@ fn run_ok(cmd: &mut Command, package: &str) {
 
 #[test]
 fn uboot_on_tessera_loads_a_file_and_writes_a_sector_through_tessera_blk() {
-    let dir = private_dir("uboot-tessera-blk");
+    uboot_with_tessera_blk("mmio");
+}
+
+#[test]
+fn uboot_on_tessera_uses_tessera_blk_as_a_virtio_pci_disk() {
+    uboot_with_tessera_blk("pci");
+}
+
+fn uboot_with_tessera_blk(transport: &str) {
+    let dir = private_dir(&format!("uboot-tessera-blk-{transport}"));
     let image = dir.join("disk.img");
     let payload = dir.join("rand.bin");
     let mut x = 0x1234_5678_9abc_def1u64;
@@ -76,7 +86,10 @@ fn uboot_on_tessera_loads_a_file_and_writes_a_sector_through_tessera_blk() {
                 UBOOT_SMODE,
             ])
             .arg("--vhost-user")
-            .arg(format!("blk,socket={}", sock.display())),
+            .arg(format!(
+                "blk,socket={},transport={transport}",
+                sock.display()
+            )),
     )
     .expect("spawn tessera-cpu");
     c.expect("Hit any key to stop autoboot", T)
@@ -84,6 +97,14 @@ fn uboot_on_tessera_loads_a_file_and_writes_a_sector_through_tessera_blk() {
     c.send("\r").expect("type");
     c.expect("=> ", T).unwrap_or_else(|e| panic!("{e}"));
 
+    if transport == "pci" {
+        c.uboot("pci enum", T).unwrap_or_else(|e| panic!("{e}"));
+        let pci = c.uboot("pci", T).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            pci.contains("00.01.00   0x1af4     0x1042     Mass storage controller 0x00"),
+            "a modern virtio-blk function in slot 1: {pci}"
+        );
+    }
     c.uboot("virtio scan", T).unwrap_or_else(|e| panic!("{e}"));
     let info = c.uboot("virtio info", T).unwrap_or_else(|e| panic!("{e}"));
     assert!(info.contains("(32768 x 512)"), "16 MiB disk: {info}");

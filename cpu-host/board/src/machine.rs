@@ -47,11 +47,23 @@ pub struct VhostUserSpec {
     pub kind: VhostKind,
     pub socket: PathBuf,
     pub queues: usize,
+    /// How the guest reaches it: a virtio-mmio slot or a function on the PCIe root bus.
+    pub transport: VirtioTransport,
     /// Base address of its slot (one of the board's virtio-mmio slots); the next free slot when
     /// `None`.
     pub addr: Option<u64>,
     /// PLIC source; the slot's own (1..=8) when `None`.
     pub irq: Option<u32>,
+}
+
+/// The virtio transport of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VirtioTransport {
+    /// A virtio-mmio slot (`addr`/`irq` choose which).
+    #[default]
+    Mmio,
+    /// A modern virtio-pci function on the root bus (the next free slot), INTx.
+    Pci,
 }
 
 /// Guest RAM: created by this process, or handed over by the process that owns the machine.
@@ -123,7 +135,7 @@ pub struct MachineConfig {
 pub enum BoardError {
     #[error("--harts must be between 1 and {max}, not {0}", max = memmap::MAX_HARTS)]
     Harts(u32),
-    #[error("--ram must be a non-zero multiple of 4 KiB below {max} MiB, not {0:#x}", max = (u64::MAX - memmap::DRAM_BASE) >> 20)]
+    #[error("--ram must be a non-zero multiple of 4 KiB of at most {max} MiB, not {0:#x}", max = (memmap::PCIE_MMIO_HIGH.base - memmap::DRAM_BASE) >> 20)]
     Ram(u64),
     #[error("--bios none needs a --kernel to run")]
     NothingToRun,
@@ -177,6 +189,13 @@ pub enum BoardError {
         slot: usize,
         source: tessera_transport::vhost_user::VhostUserError,
     },
+    #[error("vhost-user {kind} device on PCI: {source}")]
+    VhostUserPci {
+        kind: &'static str,
+        source: tessera_transport::vhost_user::VhostUserError,
+    },
+    #[error("no free slot left on the PCI root bus")]
+    PciFull,
     #[error("opening serial output {path}: {source}")]
     SerialFile {
         path: PathBuf,
@@ -367,7 +386,13 @@ struct Slot {
 }
 
 /// Devices with an address take their slot; the others fill the free slots in order.
-fn assign_slots(specs: &[VhostUserSpec]) -> Result<Vec<Slot>, BoardError> {
+fn assign_slots(all: &[VhostUserSpec]) -> Result<Vec<Slot>, BoardError> {
+    // Only virtio-mmio devices take slots; `device` still indexes `all`.
+    let specs: Vec<(usize, &VhostUserSpec)> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.transport == VirtioTransport::Mmio)
+        .collect();
     let mut slots: Vec<Slot> = (0..memmap::VIRTIO_MMIO_SLOTS)
         .map(|n| Slot {
             index: n as usize,
@@ -384,7 +409,7 @@ fn assign_slots(specs: &[VhostUserSpec]) -> Result<Vec<Slot>, BoardError> {
             slots: memmap::VIRTIO_MMIO_SLOTS,
         });
     }
-    for (i, spec) in specs.iter().enumerate() {
+    for &(i, spec) in &specs {
         if let Some(addr) = spec.addr {
             let slot = slots
                 .iter_mut()
@@ -393,7 +418,7 @@ fn assign_slots(specs: &[VhostUserSpec]) -> Result<Vec<Slot>, BoardError> {
             slot.device = Some(i);
         }
     }
-    for (i, spec) in specs.iter().enumerate() {
+    for &(i, spec) in &specs {
         if spec.addr.is_none() {
             let slot = slots.iter_mut().find(|s| s.device.is_none()).ok_or(
                 BoardError::TooManyDevices {
@@ -405,7 +430,7 @@ fn assign_slots(specs: &[VhostUserSpec]) -> Result<Vec<Slot>, BoardError> {
         }
     }
     for slot in &mut slots {
-        if let Some(irq) = slot.device.and_then(|i| specs[i].irq) {
+        if let Some(irq) = slot.device.and_then(|i| all[i].irq) {
             slot.node.irq = irq;
         }
     }
@@ -457,7 +482,12 @@ impl Machine {
         let (ram, memory) = match &cfg.ram {
             RamConfig::Create(size) => {
                 let size = *size;
-                if size == 0 || !size.is_multiple_of(4096) || size > u64::MAX - memmap::DRAM_BASE {
+                // RAM ends below the PCIe 64-bit window (QEMU's virt moves that window
+                // instead; 14 GiB is plenty for this board).
+                if size == 0
+                    || !size.is_multiple_of(4096)
+                    || size > memmap::PCIE_MMIO_HIGH.base - memmap::DRAM_BASE
+                {
                     return Err(BoardError::Ram(size));
                 }
                 let region = Region {
@@ -682,11 +712,30 @@ impl Machine {
         add(memmap::ACLINT, aclint.clone())?;
         add(memmap::PLIC, plic.clone())?;
         add(memmap::UART0, uart.clone())?;
-        // The PCIe host bridge: its root bus holds only the bridge itself so far.
-        let (ecam, pio, mmio) = tessera_devices::pci::PcieHost::new().into_windows();
+        // The PCIe host bridge, with the virtio-pci devices on its root bus (slots 1, 2, ...).
+        let mut pcie = tessera_devices::pci::PcieHost::new();
+        for spec in cfg
+            .vhost_user
+            .iter()
+            .filter(|s| s.transport == VirtioTransport::Pci)
+        {
+            let backend =
+                VhostUserDevice::connect(spec.kind, &spec.socket, spec.queues, mem.clone())
+                    .map_err(|source| BoardError::VhostUserPci {
+                        kind: spec.kind.name(),
+                        source,
+                    })?;
+            // The slot is known only once plugged; its INTA line depends on it.
+            let slot = pcie.next_free_slot().ok_or(BoardError::PciFull)?;
+            let irq = plic.source(tessera_devices::pci::intx_irq(slot, 1));
+            let f = Arc::new(tessera_transport::VirtioPci::new(Box::new(backend), irq));
+            pcie.plug(Some(slot), f).map_err(|_| BoardError::PciFull)?;
+        }
+        let (ecam, pio, mmio) = pcie.into_windows();
         add(memmap::PCIE_ECAM, ecam)?;
         add(memmap::PCIE_PIO, pio)?;
         add(memmap::PCIE_MMIO, mmio.at(memmap::PCIE_MMIO.base))?;
+        add(memmap::PCIE_MMIO_HIGH, mmio.at(memmap::PCIE_MMIO_HIGH.base))?;
         for slot in &slots {
             let dev: Arc<dyn BusDevice> = match slot.device {
                 Some(i) => {

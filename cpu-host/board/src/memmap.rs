@@ -106,7 +106,7 @@ pub const PCIE_MMIO: Region = Region {
     base: 0x4000_0000,
     size: 0x4000_0000,
 };
-/// PCIe 64-bit MMIO window (QEMU virt's "high" window; described, no device uses it yet).
+/// PCIe 64-bit MMIO window (QEMU virt's "high" window: Linux places 64-bit BARs there).
 pub const PCIE_MMIO_HIGH: Region = Region {
     base: 0x4_0000_0000,
     size: 0x4_0000_0000,

@@ -5,6 +5,7 @@
 //! Guest accesses of any size at any offset are answered without panicking: unknown or
 //! wrongly sized accesses read 0 and writes are ignored, as real hardware would.
 
+use crate::device_state::DeviceState;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tessera_devices::{BusDevice, IrqLine};
@@ -89,17 +90,25 @@ impl Interrupt {
         self.status.fetch_or(bits, Ordering::AcqRel);
         self.line.set(true);
     }
-    fn ack(&self, bits: u32) {
+    pub(crate) fn ack(&self, bits: u32) {
         if self.status.fetch_and(!bits, Ordering::AcqRel) & !bits == 0 {
             self.line.set(false);
         }
     }
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.status.store(0, Ordering::Release);
         self.line.set(false);
     }
     pub fn status(&self) -> u32 {
         self.status.load(Ordering::Acquire)
+    }
+    /// Read and clear every status bit, dropping the line (virtio-pci's ISR register).
+    pub(crate) fn take(&self) -> u32 {
+        let v = self.status.swap(0, Ordering::AcqRel);
+        if v != 0 {
+            self.line.set(false);
+        }
+        v
     }
 }
 
@@ -133,98 +142,22 @@ pub trait VirtioDevice: Send {
     fn reset(&mut self);
 }
 
-struct Inner {
-    dev: Box<dyn VirtioDevice>,
-    status: u32,
-    device_features_sel: u32,
-    driver_features_sel: u32,
-    driver_features: u64,
-    queue_sel: u32,
-    queues: Vec<QueueState>,
-    config_generation: u32,
-}
-
 /// A virtio-mmio slot with a device behind it.
 pub struct VirtioMmio {
-    inner: Mutex<Inner>,
+    inner: Mutex<DeviceState>,
     interrupt: Arc<Interrupt>,
 }
 
 impl VirtioMmio {
     pub fn new(dev: Box<dyn VirtioDevice>, irq: Arc<dyn IrqLine>) -> Self {
-        let queues = vec![QueueState::default(); dev.num_queues()];
         Self {
-            inner: Mutex::new(Inner {
-                dev,
-                status: 0,
-                device_features_sel: 0,
-                driver_features_sel: 0,
-                driver_features: 0,
-                queue_sel: 0,
-                queues,
-                config_generation: 0,
-            }),
+            inner: Mutex::new(DeviceState::new(dev)),
             interrupt: Arc::new(Interrupt::new(irq)),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, DeviceState> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Inner {
-    fn queue(&mut self) -> Option<&mut QueueState> {
-        self.queues.get_mut(self.queue_sel as usize)
-    }
-
-    fn reset(&mut self, interrupt: &Interrupt) {
-        self.dev.reset();
-        self.status = 0;
-        self.driver_features = 0;
-        self.device_features_sel = 0;
-        self.driver_features_sel = 0;
-        self.queue_sel = 0;
-        self.queues
-            .iter_mut()
-            .for_each(|q| *q = QueueState::default());
-        interrupt.clear();
-    }
-
-    fn write_status(&mut self, v: u32, interrupt: &Arc<Interrupt>) {
-        if v == 0 {
-            self.reset(interrupt);
-            return;
-        }
-        let newly = v & !self.status;
-        if newly & status::FEATURES_OK != 0 {
-            let version1 = self.driver_features & F_VERSION_1 != 0;
-            match self.dev.set_features(self.driver_features) {
-                Ok(()) if version1 => {}
-                Ok(()) => {
-                    tracing::warn!("virtio-mmio: driver did not accept VIRTIO_F_VERSION_1; legacy is not supported");
-                    self.status = v & !status::FEATURES_OK;
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "virtio-mmio: features {:#x} refused: {e}",
-                        self.driver_features
-                    );
-                    self.status = v & !status::FEATURES_OK;
-                    return;
-                }
-            }
-        }
-        if newly & status::DRIVER_OK != 0 {
-            if let Err(e) = self.dev.activate(&self.queues, interrupt.clone()) {
-                tracing::warn!("virtio-mmio: device failed to start: {e}");
-                self.status = v | status::NEEDS_RESET;
-                interrupt.raise(INT_CONFIG_CHANGE);
-                return;
-            }
-        }
-        self.status = v;
     }
 }
 

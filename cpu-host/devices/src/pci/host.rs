@@ -105,6 +105,11 @@ impl PcieHost {
         PcieHost { slots }
     }
 
+    /// The first free slot, if any.
+    pub fn next_free_slot(&self) -> Option<usize> {
+        self.slots.iter().position(|s| s.is_none())
+    }
+
     /// Plug `f` into `slot`, or the first free one (`None`); returns the slot.
     pub fn plug(
         &mut self,
