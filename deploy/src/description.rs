@@ -31,7 +31,16 @@ const MAILBOX_AREA0: u64 = 0x1040_0000;
 const MAILBOX_AREA_MAX: u64 = 0x10_0000;
 const PAGE: u64 = 0x1000;
 /// PLIC sources the board keeps for itself.
-const FIXED_IRQS: [(u32, &str); 2] = [(10, "uart0"), (11, "rtc")];
+const FIXED_IRQS: [(u32, &str); 6] = [
+    (10, "uart0"),
+    (11, "rtc"),
+    (32, "pcie inta"),
+    (33, "pcie intb"),
+    (34, "pcie intc"),
+    (35, "pcie intd"),
+];
+/// PCI slots of the root bus a virtio-pci device may take (0 is the host bridge).
+const PCI_SLOTS: u32 = 31;
 /// Regions of the board a device must not overlap.
 const FIXED_REGIONS: [(&str, u64, u64); 9] = [
     ("the reset ROM", 0x1000, 0xf000),
@@ -529,16 +538,19 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
                 reject("between", dev.between.is_some())?;
                 reject("area", dev.area.is_some())?;
                 reject("area_size", dev.area_size.is_some())?;
-                match dev.transport.as_deref() {
-                    None | Some("virtio-mmio") => {}
+                let pci = match dev.transport.as_deref() {
+                    None | Some("virtio-mmio") => false,
+                    Some("virtio-pci") => true,
                     Some(t) => {
                         return Err(cx.err(
                             &entry,
                             "transport",
-                            format!("unknown transport \"{t}\" (supported: virtio-mmio)"),
+                            format!(
+                                "unknown transport \"{t}\" (supported: virtio-mmio, virtio-pci)"
+                            ),
                         ))
                     }
-                }
+                };
                 let cluster = match &dev.cluster {
                     Some(n) => cluster_index(&entry, "cluster", n)?,
                     None => 0,
@@ -627,6 +639,45 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
                     Backend::Console { output }
                 };
                 // Address: a free virtio-mmio slot of its cluster.
+                if pci {
+                    // The next PCI slot of the cluster's root bus; its INTA line follows from the
+                    // slot (QEMU's swizzle), shared with other PCI devices.
+                    for (field, given) in [("address", address.is_some()), ("irq", irq.is_some())] {
+                        if given {
+                            return Err(cx.err(
+                                &entry,
+                                field,
+                                "a virtio-pci device takes the next PCI slot and its INTx line; \
+                                 address and irq are for virtio-mmio",
+                            ));
+                        }
+                    }
+                    let slot = 1 + devices
+                        .iter()
+                        .filter(|d| d.cluster == cluster && d.pci_slot.is_some())
+                        .count() as u32;
+                    if slot > PCI_SLOTS {
+                        return Err(cx.err(
+                            &entry,
+                            "transport",
+                            format!(
+                                "all {PCI_SLOTS} PCI slots of cluster \"{}\" are taken",
+                                clusters[cluster].name
+                            ),
+                        ));
+                    }
+                    devices.push(DevicePlan {
+                        id: dev.id.clone(),
+                        kind: dev.kind.clone(),
+                        cluster,
+                        addr: 0,
+                        irq: 32 + slot % 4,
+                        pci_slot: Some(slot),
+                        queues,
+                        backend,
+                    });
+                    continue;
+                }
                 let slot_of = |a: u64| {
                     (a >= VIRTIO_SLOT0
                         && (a - VIRTIO_SLOT0).is_multiple_of(VIRTIO_STRIDE)
@@ -684,6 +735,7 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
                     cluster,
                     addr,
                     irq,
+                    pci_slot: None,
                     queues,
                     backend,
                 });
@@ -961,6 +1013,83 @@ address = "0x10003000"
         assert_eq!(l.devices[0].addr, 0x1000_3000);
         assert_eq!(l.devices[0].irq, 3);
         assert_eq!(l.devices[0].cluster, 1);
+    }
+
+    #[test]
+    fn virtio_pci_devices_take_pci_slots_and_their_inta_lines() {
+        let dir = std::env::temp_dir().join(format!("tessera-desc-pci-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("k.bin"), [0u8; 4096]).expect("kernel");
+        let base = r#"
+[machine]
+ram = "16M"
+[[cluster]]
+name = "a"
+isa = "riscv64"
+harts = 1
+firmware = "none"
+kernel = "k.bin"
+[[device]]
+id = "p1"
+kind = "virtio-blk"
+size = "1M"
+transport = "virtio-pci"
+[[device]]
+id = "m1"
+kind = "virtio-console"
+[[device]]
+id = "p2"
+kind = "virtio-console"
+output = "file:p2.log"
+transport = "virtio-pci"
+"#;
+        let l = parse(base, "pci.toml", &dir).expect("valid");
+        let got: Vec<(&str, Option<u32>, u32, u64)> = l
+            .devices
+            .iter()
+            .map(|d| (d.id.as_str(), d.pci_slot, d.irq, d.addr))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("p1", Some(1), 33, 0),
+                ("m1", None, 1, 0x1000_1000),
+                ("p2", Some(2), 34, 0)
+            ]
+        );
+        let shown = l.to_string();
+        assert!(
+            shown.contains("p1         pci 00:01.0 irq 33 virtio-blk (virtio-pci, INTA, 1 queue)"),
+            "{shown}"
+        );
+        for (extra, field) in [("address = \"0x10001000\"", "address"), ("irq = 20", "irq")] {
+            let bad = format!("{base}{extra}\n");
+            let e = parse(&bad, "pci.toml", &dir).expect_err("address/irq with virtio-pci");
+            assert!(
+                e.to_string().contains(&format!("device \"p2\": {field}:")),
+                "{e}"
+            );
+        }
+        let bad = base.replace(
+            "transport = \"virtio-pci\"\n[[device]]\nid = \"m1\"",
+            "transport = \"pcie\"\n[[device]]\nid = \"m1\"",
+        );
+        let e = parse(&bad, "pci.toml", &dir).expect_err("unknown transport");
+        assert!(
+            e.to_string().contains("supported: virtio-mmio, virtio-pci"),
+            "{e}"
+        );
+        let e = parse(
+            &base.replace(
+                "kind = \"virtio-console\"\n[[device]]",
+                "kind = \"virtio-console\"\nirq = 32\n[[device]]",
+            ),
+            "pci.toml",
+            &dir,
+        )
+        .expect_err("irq 32 is a PCI line");
+        assert!(e.to_string().contains("pcie inta"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -86,14 +86,18 @@ impl Backend {
     }
 }
 
-/// A virtio device: a server process, and a virtio-mmio slot in one cluster.
+/// A virtio device: a server process, and a virtio-mmio slot or a PCI slot in one cluster.
 #[derive(Debug, Clone)]
 pub struct DevicePlan {
     pub id: String,
     pub kind: String,
     pub cluster: usize,
+    /// The virtio-mmio slot's base (0 for a virtio-pci device).
     pub addr: u64,
+    /// Its PLIC source (for virtio-pci: the INTA line of its slot).
     pub irq: u32,
+    /// `Some(slot)`: a virtio-pci function on the cluster's root bus.
+    pub pci_slot: Option<u32>,
     pub queues: u32,
     pub backend: Backend,
 }
@@ -195,16 +199,19 @@ impl fmt::Display for Layout {
             }
             writeln!(f, "  uart0      0x10000000 irq 10")?;
             for d in self.devices.iter().filter(|d| d.cluster == ci) {
-                writeln!(
-                    f,
-                    "  {:<10} {:#010x} irq {:<2} {} (virtio-mmio, {} queue{})",
-                    d.id,
-                    d.addr,
-                    d.irq,
-                    d.kind,
-                    d.queues,
-                    if d.queues == 1 { "" } else { "s" }
-                )?;
+                let queues = format!("{} queue{}", d.queues, if d.queues == 1 { "" } else { "s" });
+                match d.pci_slot {
+                    None => writeln!(
+                        f,
+                        "  {:<10} {:#010x} irq {:<2} {} (virtio-mmio, {queues})",
+                        d.id, d.addr, d.irq, d.kind
+                    )?,
+                    Some(slot) => writeln!(
+                        f,
+                        "  {:<10} pci 00:{slot:02x}.0 irq {:<2} {} (virtio-pci, INTA, {queues})",
+                        d.id, d.irq, d.kind
+                    )?,
+                }
             }
             for m in &self.mailboxes {
                 if let Some(side) = m.sides.iter().position(|&s| s == ci) {

@@ -572,14 +572,25 @@ impl Supervisor {
             args.extend(["--control-fd".to_owned(), (FIRST_CHILD_FD + 1).to_string()]);
             for d in layout.devices.iter().filter(|d| d.cluster == ci) {
                 args.push("--vhost-user".into());
-                args.push(format!(
-                    "{},socket={},queues={},addr={:#x},irq={}",
-                    d.backend.vhost_kind(),
-                    runtime.path().join(format!("{}.sock", d.id)).display(),
-                    d.queues,
-                    d.addr,
-                    d.irq
-                ));
+                let socket = runtime.path().join(format!("{}.sock", d.id));
+                args.push(match d.pci_slot {
+                    // tessera-cpu plugs PCI functions into slots 1, 2, ... in argument order,
+                    // which is the order the layout numbered them.
+                    Some(_) => format!(
+                        "{},socket={},queues={},transport=pci",
+                        d.backend.vhost_kind(),
+                        socket.display(),
+                        d.queues
+                    ),
+                    None => format!(
+                        "{},socket={},queues={},addr={:#x},irq={}",
+                        d.backend.vhost_kind(),
+                        socket.display(),
+                        d.queues,
+                        d.addr,
+                        d.irq
+                    ),
+                });
             }
             for (mi, m) in layout.mailboxes.iter().enumerate() {
                 let Some(side) = m.sides.iter().position(|&s| s == ci) else {

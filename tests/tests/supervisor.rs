@@ -179,6 +179,49 @@ fn the_minimal_description_boots_uboot_with_its_disk_visible() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_virtio_pci_disk_of_a_description_reaches_uboot_through_the_pcie_bus() {
+    let dir = private_dir("supervisor-virtio-pci");
+    let description = format!("{MINIMAL}transport = \"virtio-pci\"\n");
+    std::fs::write(dir.join("machine.toml"), description).expect("description");
+    std::fs::File::create(dir.join("disk.img"))
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("disk image");
+    let out = tessera()
+        .arg("check")
+        .arg(dir.join("machine.toml"))
+        .output()
+        .expect("tessera check");
+    let layout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        layout.contains("disk0      pci 00:01.0 irq 33 virtio-blk (virtio-pci, INTA, 1 queue)"),
+        "{layout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = dir.join("run");
+    let mut c = Console::spawn(
+        tessera()
+            .arg("run")
+            .arg(dir.join("machine.toml"))
+            .arg("--runtime-dir")
+            .arg(&run),
+    )
+    .expect("tessera run");
+    let t = Duration::from_secs(90);
+    c.expect("=> ", t).expect("U-Boot prompt");
+    c.uboot("pci enum", t).expect("pci enum");
+    let pci = c.uboot("pci", t).expect("pci");
+    assert!(pci.contains("00.01.00   0x1af4     0x1042"), "{pci}");
+    c.uboot("virtio scan", t).expect("virtio scan");
+    let info = c.uboot("virtio info", t).expect("virtio info");
+    assert!(info.contains("32768 x 512"), "{info}");
+    c.send("poweroff\r").expect("poweroff");
+    let st = c.wait(t).expect("wait").expect("tessera run did not exit");
+    assert_eq!(st.code(), Some(0));
+    assert!(!run.exists(), "runtime directory left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn build_mailbox_guests(dir: &Path) -> (PathBuf, PathBuf) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/mailbox/build.sh");
     let out = Command::new("sh").arg(&src).arg(dir).output().expect("sh");

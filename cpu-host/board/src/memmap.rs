@@ -81,8 +81,16 @@ pub const fn mailbox_area(n: u32) -> u64 {
 /// Largest message area of one mailbox.
 pub const MAILBOX_AREA_MAX: u64 = 0x10_0000;
 
-/// PLIC sources the board itself uses (UART0, RTC); devices must not take them.
-pub const FIXED_IRQS: [(u32, &str); 2] = [(UART0_IRQ, "uart0"), (RTC_IRQ, "rtc")];
+/// PLIC sources the board itself uses (UART0, RTC, the PCIe INTx lines); devices must not take
+/// them.
+pub const FIXED_IRQS: [(u32, &str); 6] = [
+    (UART0_IRQ, "uart0"),
+    (RTC_IRQ, "rtc"),
+    (32, "pcie inta"),
+    (33, "pcie intb"),
+    (34, "pcie intc"),
+    (35, "pcie intd"),
+];
 
 /// Fixed regions of the board that devices placed by a machine description must not overlap.
 pub const FIXED_REGIONS: [(&str, Region); 9] = [
