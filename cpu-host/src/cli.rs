@@ -76,6 +76,10 @@ pub struct Cli {
     /// next free PCI slot, INTx). Repeatable: devices without addr take the free slots in order.
     #[arg(long = "vhost-user", value_name = "KIND,socket=PATH[,queues=N][,addr=ADDR][,irq=N][,transport=mmio|pci]", value_parser = parse_vhost_user)]
     pub vhost_user: Vec<VhostUserSpec>,
+    /// A PCI device served by another process over vfio-user (e.g. tessera-nvme): its server's
+    /// unix socket. It takes the next free PCI slot and its INTA line. Repeatable.
+    #[arg(long = "vfio-user", value_name = "socket=PATH", value_parser = parse_vfio_user)]
+    pub vfio_user: Vec<PathBuf>,
     /// Print instruction counts, translation figures and guest MIPS to stderr at exit.
     #[arg(long)]
     pub stats: bool,
@@ -219,6 +223,7 @@ impl Cli {
             append: self.append.clone(),
             serial: self.serial.clone(),
             vhost_user: self.vhost_user.clone(),
+            vfio_user: self.vfio_user.clone(),
         })
     }
 }
@@ -302,6 +307,14 @@ pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
         addr,
         irq,
     })
+}
+
+/// `socket=/run/nvme.sock`
+pub fn parse_vfio_user(s: &str) -> Result<PathBuf, String> {
+    match s.split_once('=') {
+        Some(("socket", v)) if !v.is_empty() && !v.contains(',') => Ok(PathBuf::from(v)),
+        _ => Err(format!("`{s}`: expected socket=PATH")),
+    }
 }
 
 /// `0x80000000` or `4096`.

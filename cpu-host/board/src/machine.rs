@@ -128,6 +128,9 @@ pub struct MachineConfig {
     pub serial: Serial,
     /// vhost-user devices: at their `addr`, the others on the free virtio-mmio slots in order.
     pub vhost_user: Vec<VhostUserSpec>,
+    /// PCI devices served over vfio-user: their servers' sockets, plugged after the virtio-pci
+    /// functions.
+    pub vfio_user: Vec<PathBuf>,
     pub mailboxes: Vec<MailboxConfig>,
 }
 
@@ -196,6 +199,8 @@ pub enum BoardError {
     },
     #[error("no free slot left on the PCI root bus")]
     PciFull,
+    #[error(transparent)]
+    VfioUser(#[from] tessera_transport::vfio_user::VfioUserError),
     #[error("opening serial output {path}: {source}")]
     SerialFile {
         path: PathBuf,
@@ -730,6 +735,13 @@ impl Machine {
             let irq = plic.source(tessera_devices::pci::intx_irq(slot, 1));
             let f = Arc::new(tessera_transport::VirtioPci::new(Box::new(backend), irq));
             pcie.plug(Some(slot), f).map_err(|_| BoardError::PciFull)?;
+        }
+        for socket in &cfg.vfio_user {
+            let slot = pcie.next_free_slot().ok_or(BoardError::PciFull)?;
+            let irq = plic.source(tessera_devices::pci::intx_irq(slot, 1));
+            let f = tessera_transport::vfio_user::VfioUserPci::connect(socket, ram.clone(), irq)?;
+            pcie.plug(Some(slot), Arc::new(f))
+                .map_err(|_| BoardError::PciFull)?;
         }
         let (ecam, pio, mmio) = pcie.into_windows();
         add(memmap::PCIE_ECAM, ecam)?;

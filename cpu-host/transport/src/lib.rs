@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod device_state;
+pub mod vfio_user;
 pub mod vhost_user;
 pub mod virtio_mmio;
 pub mod virtio_pci;
