@@ -184,11 +184,7 @@ impl BusDevice for VirtioMmio {
             reg::VERSION => 2,
             reg::DEVICE_ID => s.dev.device_id(),
             reg::VENDOR_ID => VENDOR_ID,
-            reg::DEVICE_FEATURES => match s.device_features_sel {
-                0 => s.dev.device_features() as u32,
-                1 => (s.dev.device_features() >> 32) as u32,
-                _ => 0,
-            },
+            reg::DEVICE_FEATURES => s.device_features_word(),
             reg::QUEUE_NUM_MAX => {
                 let max = s.dev.queue_max_size() as u32;
                 s.queue().map_or(0, |_| max)
@@ -215,60 +211,38 @@ impl BusDevice for VirtioMmio {
             return;
         }
         let v = u32::from_le_bytes(bytes);
-        // Queue layout may only change while the queue is not ready (virtio 1.2 §4.2.2.2).
-        let queue_configurable = s.queue().is_some_and(|q| !q.ready);
         match offset {
             reg::DEVICE_FEATURES_SEL => s.device_features_sel = v,
             reg::DRIVER_FEATURES_SEL => s.driver_features_sel = v,
-            // Features are frozen once FEATURES_OK is set.
-            reg::DRIVER_FEATURES if s.status & status::FEATURES_OK == 0 => {
-                match s.driver_features_sel {
-                    0 => set_low(&mut s.driver_features, v),
-                    1 => set_high(&mut s.driver_features, v),
-                    _ => {}
-                }
-            }
+            reg::DRIVER_FEATURES => s.write_driver_features(v),
             reg::QUEUE_SEL => s.queue_sel = v,
-            reg::QUEUE_NUM if queue_configurable => {
-                let max = s.dev.queue_max_size() as u32;
-                // A queue size must be a power of two no larger than QueueNumMax.
-                if let Some(q) = s.queue() {
-                    q.size = if v.is_power_of_two() && v <= max {
-                        v as u16
-                    } else {
-                        0
-                    };
-                }
-            }
-            reg::QUEUE_READY => {
-                if let Some(q) = s.queue() {
-                    q.ready = v & 1 == 1 && q.size != 0;
-                }
-            }
-            reg::QUEUE_DESC_LOW if queue_configurable => {
-                s.queue().into_iter().for_each(|q| set_low(&mut q.desc, v))
-            }
-            reg::QUEUE_DESC_HIGH if queue_configurable => {
-                s.queue().into_iter().for_each(|q| set_high(&mut q.desc, v))
-            }
-            reg::QUEUE_DRIVER_LOW if queue_configurable => {
-                s.queue().into_iter().for_each(|q| set_low(&mut q.avail, v))
-            }
-            reg::QUEUE_DRIVER_HIGH if queue_configurable => s
-                .queue()
+            reg::QUEUE_NUM => s.write_queue_size(u64::from(v)),
+            reg::QUEUE_READY => s.write_queue_ready(v & 1 == 1),
+            reg::QUEUE_DESC_LOW => s
+                .configurable_queue()
+                .into_iter()
+                .for_each(|q| set_low(&mut q.desc, v)),
+            reg::QUEUE_DESC_HIGH => s
+                .configurable_queue()
+                .into_iter()
+                .for_each(|q| set_high(&mut q.desc, v)),
+            reg::QUEUE_DRIVER_LOW => s
+                .configurable_queue()
+                .into_iter()
+                .for_each(|q| set_low(&mut q.avail, v)),
+            reg::QUEUE_DRIVER_HIGH => s
+                .configurable_queue()
                 .into_iter()
                 .for_each(|q| set_high(&mut q.avail, v)),
-            reg::QUEUE_DEVICE_LOW if queue_configurable => {
-                s.queue().into_iter().for_each(|q| set_low(&mut q.used, v))
-            }
-            reg::QUEUE_DEVICE_HIGH if queue_configurable => {
-                s.queue().into_iter().for_each(|q| set_high(&mut q.used, v))
-            }
-            reg::QUEUE_NOTIFY
-                if s.status & status::DRIVER_OK != 0 && (v as usize) < s.queues.len() =>
-            {
-                s.dev.notify(v)
-            }
+            reg::QUEUE_DEVICE_LOW => s
+                .configurable_queue()
+                .into_iter()
+                .for_each(|q| set_low(&mut q.used, v)),
+            reg::QUEUE_DEVICE_HIGH => s
+                .configurable_queue()
+                .into_iter()
+                .for_each(|q| set_high(&mut q.used, v)),
+            reg::QUEUE_NOTIFY => s.notify(v),
             reg::INTERRUPT_ACK => self.interrupt.ack(v),
             reg::STATUS => {
                 let interrupt = self.interrupt.clone();

@@ -11,7 +11,7 @@
 //! ([`crate::device_state`]); only the register layout differs.
 
 use crate::device_state::DeviceState;
-use crate::virtio_mmio::{status, Interrupt, VirtioDevice};
+use crate::virtio_mmio::{Interrupt, VirtioDevice};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tessera_devices::pci::config::Identity;
 use tessera_devices::pci::{BarKind, BarSpec, ConfigSpace, DecodedBar, PciFunction};
@@ -175,11 +175,7 @@ impl VirtioPci {
         let d = &mut st.dev;
         let v: u64 = match (offset, data.len()) {
             (common::DEVICE_FEATURE_SELECT, 4) => d.device_features_sel as u64,
-            (common::DEVICE_FEATURE, 4) => match d.device_features_sel {
-                0 => d.dev.device_features() & 0xffff_ffff,
-                1 => d.dev.device_features() >> 32,
-                _ => 0,
-            },
+            (common::DEVICE_FEATURE, 4) => u64::from(d.device_features_word()),
             (common::DRIVER_FEATURE_SELECT, 4) => d.driver_features_sel as u64,
             (common::DRIVER_FEATURE, 4) => match d.driver_features_sel {
                 0 => d.driver_features & 0xffff_ffff,
@@ -225,71 +221,57 @@ impl VirtioPci {
         b[..n].copy_from_slice(&data[..n]);
         let v = u64::from_le_bytes(b);
         let d = &mut st.dev;
-        // Queue layout may only change while the queue is disabled (virtio 1.2 §4.1.4.3.2).
-        let configurable = d.queue().is_some_and(|q| !q.ready);
         let set_low = |x: &mut u64| *x = (*x & !0xffff_ffff) | (v & 0xffff_ffff);
         let set_high = |x: &mut u64| *x = (*x & 0xffff_ffff) | (v & 0xffff_ffff) << 32;
         match (offset, data.len()) {
             (common::DEVICE_FEATURE_SELECT, 4) => d.device_features_sel = v as u32,
             (common::DRIVER_FEATURE_SELECT, 4) => d.driver_features_sel = v as u32,
-            (common::DRIVER_FEATURE, 4) if d.status & status::FEATURES_OK == 0 => {
-                match d.driver_features_sel {
-                    0 => d.driver_features = (d.driver_features & !0xffff_ffff) | v,
-                    1 => d.driver_features = (d.driver_features & 0xffff_ffff) | v << 32,
-                    _ => {}
-                }
-            }
+            (common::DRIVER_FEATURE, 4) => d.write_driver_features(v as u32),
             (common::DEVICE_STATUS, 1) => {
                 let interrupt = self.interrupt.clone();
                 d.write_status(v as u32, &interrupt);
             }
             (common::QUEUE_SELECT, 2) => d.queue_sel = v as u32,
-            (common::QUEUE_SIZE, 2) if configurable => {
-                let max = d.dev.queue_max_size() as u64;
-                if let Some(q) = d.queue() {
-                    q.size = if v.is_power_of_two() && v <= max {
-                        v as u16
-                    } else {
-                        0
-                    };
-                }
-            }
+            (common::QUEUE_SIZE, 2) => d.write_queue_size(v),
             (common::QUEUE_ENABLE, 2) => {
+                // A driver that kept the size it read (the maximum) never wrote it.
                 let max = d.dev.queue_max_size();
-                if let Some(q) = d.queue() {
-                    if q.size == 0 {
-                        q.size = max; // the driver kept the size it read
-                    }
-                    q.ready = v & 1 == 1 && q.size != 0;
+                if let Some(q) = d.configurable_queue().filter(|q| q.size == 0) {
+                    q.size = max;
                 }
+                d.write_queue_ready(v & 1 == 1);
             }
-            (common::QUEUE_DESC, 8) if configurable => {
-                d.queue().into_iter().for_each(|q| q.desc = v)
+            (common::QUEUE_DESC, 8) => d.configurable_queue().into_iter().for_each(|q| q.desc = v),
+            (common::QUEUE_DESC, 4) => d
+                .configurable_queue()
+                .into_iter()
+                .for_each(|q| set_low(&mut q.desc)),
+            (common::QUEUE_DESC_HI, 4) => d
+                .configurable_queue()
+                .into_iter()
+                .for_each(|q| set_high(&mut q.desc)),
+            (common::QUEUE_DRIVER, 8) => {
+                d.configurable_queue().into_iter().for_each(|q| q.avail = v)
             }
-            (common::QUEUE_DESC, 4) if configurable => {
-                d.queue().into_iter().for_each(|q| set_low(&mut q.desc))
+            (common::QUEUE_DRIVER, 4) => d
+                .configurable_queue()
+                .into_iter()
+                .for_each(|q| set_low(&mut q.avail)),
+            (common::QUEUE_DRIVER_HI, 4) => d
+                .configurable_queue()
+                .into_iter()
+                .for_each(|q| set_high(&mut q.avail)),
+            (common::QUEUE_DEVICE, 8) => {
+                d.configurable_queue().into_iter().for_each(|q| q.used = v)
             }
-            (common::QUEUE_DESC_HI, 4) if configurable => {
-                d.queue().into_iter().for_each(|q| set_high(&mut q.desc))
-            }
-            (common::QUEUE_DRIVER, 8) if configurable => {
-                d.queue().into_iter().for_each(|q| q.avail = v)
-            }
-            (common::QUEUE_DRIVER, 4) if configurable => {
-                d.queue().into_iter().for_each(|q| set_low(&mut q.avail))
-            }
-            (common::QUEUE_DRIVER_HI, 4) if configurable => {
-                d.queue().into_iter().for_each(|q| set_high(&mut q.avail))
-            }
-            (common::QUEUE_DEVICE, 8) if configurable => {
-                d.queue().into_iter().for_each(|q| q.used = v)
-            }
-            (common::QUEUE_DEVICE, 4) if configurable => {
-                d.queue().into_iter().for_each(|q| set_low(&mut q.used))
-            }
-            (common::QUEUE_DEVICE_HI, 4) if configurable => {
-                d.queue().into_iter().for_each(|q| set_high(&mut q.used))
-            }
+            (common::QUEUE_DEVICE, 4) => d
+                .configurable_queue()
+                .into_iter()
+                .for_each(|q| set_low(&mut q.used)),
+            (common::QUEUE_DEVICE_HI, 4) => d
+                .configurable_queue()
+                .into_iter()
+                .for_each(|q| set_high(&mut q.used)),
             // MSI-X vectors cannot be set (no MSI-X); they keep reading NO_VECTOR.
             _ => {}
         }
@@ -317,11 +299,8 @@ impl VirtioPci {
                 st.dev.dev.write_config(o - DEVICE, data)
             }
             o if (NOTIFY..NOTIFY + 0x1000).contains(&o) => {
-                let queue = ((o - NOTIFY) / NOTIFY_MULTIPLIER as u64) as u32;
-                let d = &mut st.dev;
-                if d.status & status::DRIVER_OK != 0 && (queue as usize) < d.queues.len() {
-                    d.dev.notify(queue);
-                }
+                st.dev
+                    .notify(((o - NOTIFY) / NOTIFY_MULTIPLIER as u64) as u32);
             }
             _ => {}
         }
