@@ -18,8 +18,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tessera_devices::pci::config::{command, reg};
-use tessera_devices::pci::{BarKind, DecodedBar, PciFunction};
+use tessera_devices::pci::config::{reg, Identity};
+use tessera_devices::pci::{BarKind, BarSpec, ConfigSpace, DecodedBar, PciFunction};
 use tessera_devices::IrqLine;
 use tessera_protocol::vfio_user::message::{
     DmaMap, IrqAction, IrqData, SetIrqs, DMA_FLAG_READ, DMA_FLAG_WRITE,
@@ -31,6 +31,11 @@ use tessera_shm::GuestRam;
 const CONFIG_REGION: u32 = 7;
 const INTX_IRQ: u32 = 0;
 const NUM_BARS: usize = 6;
+
+/// Offsets of the BAR registers, which this side emulates.
+fn is_bar_register(offset: usize) -> bool {
+    (reg::BAR0..reg::BAR0 + 4 * NUM_BARS).contains(&offset)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum VfioUserError {
@@ -44,19 +49,6 @@ pub enum VfioUserError {
     NotPci(String),
     #[error("vfio-user INTx eventfd: {0}")]
     Eventfd(std::io::Error),
-}
-
-/// What the server said about a BAR.
-#[derive(Debug, Clone, Copy)]
-struct Bar {
-    kind: BarKind,
-    size: u64,
-}
-
-struct Shadow {
-    /// BAR registers as the guest wrote them (0x10..0x28).
-    bars: [u32; NUM_BARS],
-    command: u16,
 }
 
 /// Serves the server's DMA_READ/WRITE from guest RAM.
@@ -86,8 +78,8 @@ struct Intx {
 /// A vfio-user device as a function on the root bus.
 pub struct VfioUserPci {
     client: Client,
-    bars: [Option<Bar>; NUM_BARS],
-    shadow: Mutex<Shadow>,
+    /// The BAR and command registers as the guest wrote them.
+    shadow: Mutex<ConfigSpace>,
     intx: Arc<Intx>,
     path: String,
 }
@@ -122,7 +114,16 @@ impl VfioUserPci {
         if info.num_regions <= CONFIG_REGION {
             return Err(VfioUserError::NotPci(path));
         }
-        let mut bars = [None; NUM_BARS];
+        // The BAR registers and the command register are emulated here, in a configuration
+        // space of our own holding just the server's BARs.
+        let mut shadow = ConfigSpace::new(Identity {
+            vendor: 0,
+            device: 0,
+            class: 0,
+            revision: 0,
+            subsystem_vendor: 0,
+            subsystem: 0,
+        });
         let mut index = 0;
         while index < NUM_BARS {
             let (ri, _fd) = client.region_info(index as u32).map_err(err)?;
@@ -142,11 +143,14 @@ impl VfioUserPci {
                     prefetchable: raw & 8 != 0,
                 }
             };
-            if ri.size.is_power_of_two() && ri.size >= 16 {
-                bars[index] = Some(Bar {
+            if ri.size != 0 {
+                let spec = BarSpec {
                     kind,
                     size: ri.size,
-                });
+                };
+                if let Err(e) = shadow.add_bar(index, spec) {
+                    tracing::warn!(path = %path, "vfio-user BAR{index} ignored: {e}");
+                }
             }
             index += if matches!(kind, BarKind::Mem64 { .. }) {
                 2
@@ -156,11 +160,7 @@ impl VfioUserPci {
         }
         let dev = VfioUserPci {
             client,
-            bars,
-            shadow: Mutex::new(Shadow {
-                bars: [0; NUM_BARS],
-                command: 0,
-            }),
+            shadow: Mutex::new(shadow),
             intx: Arc::new(Intx {
                 line: intx,
                 asserted: AtomicBool::new(false),
@@ -227,38 +227,8 @@ impl VfioUserPci {
         }
     }
 
-    fn shadow(&self) -> MutexGuard<'_, Shadow> {
+    fn shadow(&self) -> MutexGuard<'_, ConfigSpace> {
         self.shadow.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The guest-visible value of BAR register `i` (size bits masked as hardware does).
-    fn bar_reg(&self, s: &Shadow, i: usize) -> u32 {
-        let lower = |j: usize| self.bars.get(j).copied().flatten();
-        match lower(i) {
-            Some(b) => {
-                let mask = !(b.size - 1) as u32;
-                let low = match b.kind {
-                    BarKind::Io => 1,
-                    BarKind::Mem32 { prefetchable } => u32::from(prefetchable) << 3,
-                    BarKind::Mem64 { prefetchable } => 0b100 | u32::from(prefetchable) << 3,
-                };
-                (s.bars[i] & mask) | low
-            }
-            // The upper half of a 64-bit BAR.
-            None if i > 0
-                && matches!(
-                    lower(i - 1),
-                    Some(Bar {
-                        kind: BarKind::Mem64 { .. },
-                        ..
-                    })
-                ) =>
-            {
-                let size = lower(i - 1).map_or(0, |b| b.size);
-                s.bars[i] & (!(size - 1) >> 32) as u32
-            }
-            None => 0,
-        }
     }
 }
 
@@ -271,31 +241,24 @@ impl PciFunction for VfioUserPci {
         }
         // Overlay the emulated BAR registers.
         let s = self.shadow();
-        let bars_start = reg::BAR0;
         for (k, d) in data.iter_mut().enumerate() {
-            let at = offset + k;
-            if (bars_start..bars_start + 4 * NUM_BARS).contains(&at) {
-                let i = (at - bars_start) / 4;
-                *d = (self.bar_reg(&s, i) >> (8 * ((at - bars_start) % 4))) as u8;
+            if is_bar_register(offset + k) {
+                s.read(offset + k, std::slice::from_mut(d));
             }
         }
     }
 
     fn config_write(&self, offset: usize, data: &[u8]) {
-        let bars_start = reg::BAR0;
         let mut s = self.shadow();
         let mut forward = false;
         for (k, &d) in data.iter().enumerate() {
             let at = offset + k;
-            if (bars_start..bars_start + 4 * NUM_BARS).contains(&at) {
-                let i = (at - bars_start) / 4;
-                let shift = 8 * ((at - bars_start) % 4);
-                s.bars[i] = (s.bars[i] & !(0xff << shift)) | (u32::from(d) << shift);
+            if is_bar_register(at) {
+                s.write(at, &[d]);
             } else {
                 forward = true;
                 if (reg::COMMAND..reg::COMMAND + 2).contains(&at) {
-                    let shift = 8 * (at - reg::COMMAND);
-                    s.command = (s.command & !(0xff << shift)) | (u16::from(d) << shift);
+                    s.write(at, &[d]); // decoding follows the guest's command register
                 }
             }
         }
@@ -307,36 +270,8 @@ impl PciFunction for VfioUserPci {
         }
     }
 
-    fn decoded_bars(&self) -> Vec<DecodedBar> {
-        let s = self.shadow();
-        let mut out = Vec::new();
-        for (index, bar) in self.bars.iter().enumerate() {
-            let Some(b) = bar else { continue };
-            let (base, enabled) = match b.kind {
-                BarKind::Io => (
-                    u64::from(self.bar_reg(&s, index) & !0x3),
-                    s.command & command::IO != 0,
-                ),
-                BarKind::Mem32 { .. } => (
-                    u64::from(self.bar_reg(&s, index) & !0xf),
-                    s.command & command::MEMORY != 0,
-                ),
-                BarKind::Mem64 { .. } => (
-                    u64::from(self.bar_reg(&s, index) & !0xf)
-                        | u64::from(self.bar_reg(&s, index + 1)) << 32,
-                    s.command & command::MEMORY != 0,
-                ),
-            };
-            if enabled && base != 0 {
-                out.push(DecodedBar {
-                    index,
-                    kind: b.kind,
-                    base,
-                    size: b.size,
-                });
-            }
-        }
-        out
+    fn bar_at(&self, io: bool, addr: u64, len: u64) -> Option<DecodedBar> {
+        self.shadow().bar_at(io, addr, len)
     }
 
     fn bar_read(&self, bar: usize, offset: u64, data: &mut [u8]) {

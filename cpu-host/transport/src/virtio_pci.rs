@@ -316,6 +316,9 @@ impl PciFunction for VirtioPci {
         }
         st.config.read(offset, data);
     }
+    fn bar_at(&self, io: bool, addr: u64, len: u64) -> Option<DecodedBar> {
+        self.lock().config.bar_at(io, addr, len)
+    }
     fn config_write(&self, offset: usize, data: &[u8]) {
         let mut st = self.lock();
         if let Some(off) = Self::pci_cfg_window(&st, offset, data.len()) {
@@ -324,9 +327,7 @@ impl PciFunction for VirtioPci {
         }
         st.config.write(offset, data);
     }
-    fn decoded_bars(&self) -> Vec<DecodedBar> {
-        self.lock().config.decoded_bars()
-    }
+
     fn bar_read(&self, bar: usize, offset: u64, data: &mut [u8]) {
         if bar != BAR {
             data.fill(0xff);

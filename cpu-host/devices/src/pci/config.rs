@@ -252,32 +252,43 @@ impl ConfigSpace {
     /// The BARs whose space the command register enables, with the addresses the guest gave
     /// them (a BAR still at address 0 is not decoded).
     pub fn decoded_bars(&self) -> Vec<DecodedBar> {
+        (0..NUM_BARS).filter_map(|i| self.decoded_bar(i)).collect()
+    }
+
+    /// The enabled, placed BAR that covers `[addr, addr + len)` in I/O (`io`) or memory
+    /// space (looked up on every access: no allocation).
+    pub fn bar_at(&self, io: bool, addr: u64, len: u64) -> Option<DecodedBar> {
+        (0..NUM_BARS).filter_map(|i| self.decoded_bar(i)).find(|b| {
+            (b.kind == BarKind::Io) == io
+                && addr >= b.base
+                && addr
+                    .checked_add(len)
+                    .is_some_and(|end| end <= b.base + b.size)
+        })
+    }
+
+    /// BAR `index` if it exists, its space is enabled and the guest placed it.
+    fn decoded_bar(&self, index: usize) -> Option<DecodedBar> {
+        let spec = self.bars.get(index).copied().flatten()?;
         let cmd = self.command();
-        let mut out = Vec::new();
-        for (index, spec) in self.bars.iter().enumerate() {
-            let Some(spec) = spec else { continue };
-            let off = reg::BAR0 + 4 * index;
-            let (base, enabled) = match spec.kind {
-                BarKind::Io => (u64::from(self.get32(off) & !0x3), cmd & command::IO != 0),
-                BarKind::Mem32 { .. } => (
-                    u64::from(self.get32(off) & !0xf),
-                    cmd & command::MEMORY != 0,
-                ),
-                BarKind::Mem64 { .. } => (
-                    u64::from(self.get32(off) & !0xf) | u64::from(self.get32(off + 4)) << 32,
-                    cmd & command::MEMORY != 0,
-                ),
-            };
-            if enabled && base != 0 {
-                out.push(DecodedBar {
-                    index,
-                    kind: spec.kind,
-                    base,
-                    size: spec.size,
-                });
-            }
-        }
-        out
+        let off = reg::BAR0 + 4 * index;
+        let (base, enabled) = match spec.kind {
+            BarKind::Io => (u64::from(self.get32(off) & !0x3), cmd & command::IO != 0),
+            BarKind::Mem32 { .. } => (
+                u64::from(self.get32(off) & !0xf),
+                cmd & command::MEMORY != 0,
+            ),
+            BarKind::Mem64 { .. } => (
+                u64::from(self.get32(off) & !0xf) | u64::from(self.get32(off + 4)) << 32,
+                cmd & command::MEMORY != 0,
+            ),
+        };
+        (enabled && base != 0).then_some(DecodedBar {
+            index,
+            kind: spec.kind,
+            base,
+            size: spec.size,
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! which the guest places the functions' BARs. Legacy INTx pins are swizzled onto four PLIC
 //! sources as on QEMU (slot + pin). No MSI controller yet: functions interrupt through INTx.
 
-use super::config::{BarKind, ConfigSpace, DecodedBar, Identity};
+use super::config::{ConfigSpace, DecodedBar, Identity};
 use crate::bus::BusDevice;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -18,8 +18,9 @@ pub trait PciFunction: Send + Sync {
     /// Configuration read at `offset` (0..4096, within the space).
     fn config_read(&self, offset: usize, data: &mut [u8]);
     fn config_write(&self, offset: usize, data: &[u8]);
-    /// The BARs the guest has placed and enabled (from the command register).
-    fn decoded_bars(&self) -> Vec<DecodedBar>;
+    /// The BAR the guest placed and enabled that covers `[addr, addr + len)` in I/O (`io`) or
+    /// memory space. Asked on every window access: must not allocate.
+    fn bar_at(&self, io: bool, addr: u64, len: u64) -> Option<DecodedBar>;
     /// An access to BAR `bar` at `offset` into it.
     fn bar_read(&self, bar: usize, offset: u64, data: &mut [u8]);
     fn bar_write(&self, bar: usize, offset: u64, data: &[u8]);
@@ -68,8 +69,8 @@ impl PciFunction for HostBridge {
     fn config_write(&self, offset: usize, data: &[u8]) {
         self.config().write(offset, data);
     }
-    fn decoded_bars(&self) -> Vec<DecodedBar> {
-        Vec::new()
+    fn bar_at(&self, _io: bool, _addr: u64, _len: u64) -> Option<DecodedBar> {
+        None
     }
     fn bar_read(&self, _bar: usize, _offset: u64, data: &mut [u8]) {
         data.fill(0xff);
@@ -149,18 +150,10 @@ impl PcieHost {
 
     /// The function and BAR that decode `addr` in I/O (`io`) or memory space.
     fn route(&self, io: bool, addr: u64, len: u64) -> Option<(&Arc<dyn PciFunction>, DecodedBar)> {
-        self.slots.iter().flatten().find_map(|f| {
-            f.decoded_bars()
-                .into_iter()
-                .find(|b| {
-                    (b.kind == BarKind::Io) == io
-                        && addr >= b.base
-                        && addr
-                            .checked_add(len)
-                            .is_some_and(|end| end <= b.base + b.size)
-                })
-                .map(|b| (f, b))
-        })
+        self.slots
+            .iter()
+            .flatten()
+            .find_map(|f| f.bar_at(io, addr, len).map(|b| (f, b)))
     }
 }
 
@@ -239,7 +232,7 @@ impl BusDevice for Window {
 
 #[cfg(test)]
 mod tests {
-    use super::super::config::{command, BarSpec};
+    use super::super::config::{command, BarKind, BarSpec};
     use super::*;
 
     /// A function with one 4 KiB memory BAR holding a scratch register at 0 and an I/O BAR.
@@ -254,8 +247,8 @@ mod tests {
         fn config_write(&self, offset: usize, data: &[u8]) {
             self.config.lock().expect("lock").write(offset, data);
         }
-        fn decoded_bars(&self) -> Vec<DecodedBar> {
-            self.config.lock().expect("lock").decoded_bars()
+        fn bar_at(&self, io: bool, addr: u64, len: u64) -> Option<DecodedBar> {
+            self.config.lock().expect("lock").bar_at(io, addr, len)
         }
         fn bar_read(&self, bar: usize, offset: u64, data: &mut [u8]) {
             let v = if bar == 0 && offset == 0 {
