@@ -35,49 +35,21 @@ fn work_dir(name: &str) -> PathBuf {
 
 #[test]
 fn difftest_random_sequences_match_qemu() {
-    let seed = env_u64("TESSERA_DIFFTEST_SEED").unwrap_or(DEFAULT_SEED);
-    let count = env_u64("TESSERA_DIFFTEST_COUNT").map_or(DEFAULT_COUNT, |c| c as usize);
-    let qemu = Qemu::default();
-    let other: Box<dyn Emulator> = match std::env::var("TESSERA_DIFFTEST_OTHER").as_deref() {
-        Ok("qemu") => Box::new(Qemu::default()),
-        _ => Box::new(TesseraCpu {
-            binary: bin_path("tessera-cpu"),
-        }),
-    };
-    let cfg = Config {
-        seed,
-        kind: Kind::Integer,
-        count,
-        per_program: 50,
-        work_dir: work_dir("difftest"),
-        reference: &qemu,
-        other: other.as_ref(),
-        jobs: 2,
-        timeout: Duration::from_secs(60),
-        compressed: Compressed::Alternate,
-        minimize_budget: 300,
-    };
-    let start = Instant::now();
-    match run_difftest(&cfg) {
-        Ok(s) => eprintln!(
-            "difftest: {} sequences ({} units) in {} programs match between qemu and {} \
-             (seed {seed:#x}) in {:.1?}",
-            s.sequences,
-            s.units,
-            s.programs,
-            other.name(),
-            start.elapsed()
-        ),
-        Err(e) => panic!("{e:#}"),
-    }
+    random_sequences_match_qemu(Kind::Integer, "TESSERA_DIFFTEST_COUNT", "difftest");
 }
 
 /// F and D: random sequences over corner values (NaN payloads, subnormals, unboxed singles,
 /// conversion limits) in every rounding mode; f0..f31 and fcsr (values and flags) must match.
 #[test]
 fn difftest_fp_sequences_match_qemu() {
+    random_sequences_match_qemu(Kind::Float, "TESSERA_DIFFTEST_FP_COUNT", "difftest-fp");
+}
+
+/// Run the sequences of `kind` (how many: `count_var`, else the default) on QEMU and on the
+/// emulator under test (`TESSERA_DIFFTEST_OTHER=qemu`: QEMU again), in `target/tmp/<dir>`.
+fn random_sequences_match_qemu(kind: Kind, count_var: &str, dir: &str) {
     let seed = env_u64("TESSERA_DIFFTEST_SEED").unwrap_or(DEFAULT_SEED);
-    let count = env_u64("TESSERA_DIFFTEST_FP_COUNT").map_or(DEFAULT_COUNT, |c| c as usize);
+    let count = env_u64(count_var).map_or(DEFAULT_COUNT, |c| c as usize);
     let qemu = Qemu::default();
     let other: Box<dyn Emulator> = match std::env::var("TESSERA_DIFFTEST_OTHER").as_deref() {
         Ok("qemu") => Box::new(Qemu::default()),
@@ -87,10 +59,10 @@ fn difftest_fp_sequences_match_qemu() {
     };
     let cfg = Config {
         seed,
-        kind: Kind::Float,
+        kind,
         count,
         per_program: 50,
-        work_dir: work_dir("difftest-fp"),
+        work_dir: work_dir(dir),
         reference: &qemu,
         other: other.as_ref(),
         jobs: 2,
@@ -101,8 +73,8 @@ fn difftest_fp_sequences_match_qemu() {
     let start = Instant::now();
     match run_difftest(&cfg) {
         Ok(s) => eprintln!(
-            "difftest (F/D): {} sequences ({} units) in {} programs match between qemu and {} \
-             (seed {seed:#x}) in {:.1?}",
+            "difftest ({kind:?}): {} sequences ({} units) in {} programs match between qemu and \
+             {} (seed {seed:#x}) in {:.1?}",
             s.sequences,
             s.units,
             s.programs,

@@ -158,25 +158,13 @@ fn the_minimal_description_boots_uboot_with_its_disk_visible() {
         "{layout}"
     );
 
-    let mut c = Console::spawn(
-        tessera()
-            .arg("run")
-            .arg(dir.join("machine.toml"))
-            .arg("--runtime-dir")
-            .arg(&run),
-    )
-    .expect("tessera run");
     let t = Duration::from_secs(90);
-    c.expect("=> ", t).expect("U-Boot prompt");
+    let mut c = run_to_uboot_prompt(&dir, &run, t);
     c.uboot("virtio scan", t).expect("virtio scan");
     let info = c.uboot("virtio info", t).expect("virtio info");
     assert!(info.contains("QEMU VirtIO Block Device"), "{info}");
     assert!(info.contains("32768 x 512"), "{info}");
-    c.send("poweroff\r").expect("poweroff");
-    let st = c.wait(t).expect("wait").expect("tessera run did not exit");
-    assert_eq!(st.code(), Some(0));
-    assert!(!run.exists(), "runtime directory left behind");
-    let _ = std::fs::remove_dir_all(&dir);
+    poweroff_and_clean_up(c, &run, &dir, t);
 }
 
 #[test]
@@ -199,27 +187,38 @@ fn a_virtio_pci_disk_of_a_description_reaches_uboot_through_the_pcie_bus() {
         String::from_utf8_lossy(&out.stderr)
     );
     let run = dir.join("run");
-    let mut c = Console::spawn(
-        tessera()
-            .arg("run")
-            .arg(dir.join("machine.toml"))
-            .arg("--runtime-dir")
-            .arg(&run),
-    )
-    .expect("tessera run");
     let t = Duration::from_secs(90);
-    c.expect("=> ", t).expect("U-Boot prompt");
+    let mut c = run_to_uboot_prompt(&dir, &run, t);
     c.uboot("pci enum", t).expect("pci enum");
     let pci = c.uboot("pci", t).expect("pci");
     assert!(pci.contains("00.01.00   0x1af4     0x1042"), "{pci}");
     c.uboot("virtio scan", t).expect("virtio scan");
     let info = c.uboot("virtio info", t).expect("virtio info");
     assert!(info.contains("32768 x 512"), "{info}");
+    poweroff_and_clean_up(c, &run, &dir, t);
+}
+
+/// `tessera run dir/machine.toml` (a U-Boot machine) up to U-Boot's prompt.
+fn run_to_uboot_prompt(dir: &Path, run: &Path, t: Duration) -> Console {
+    let mut c = Console::spawn(
+        tessera()
+            .arg("run")
+            .arg(dir.join("machine.toml"))
+            .arg("--runtime-dir")
+            .arg(run),
+    )
+    .expect("tessera run");
+    c.expect("=> ", t).expect("U-Boot prompt");
+    c
+}
+
+/// U-Boot's `poweroff` ends the machine with status 0 and no runtime directory left.
+fn poweroff_and_clean_up(mut c: Console, run: &Path, dir: &Path, t: Duration) {
     c.send("poweroff\r").expect("poweroff");
     let st = c.wait(t).expect("wait").expect("tessera run did not exit");
     assert_eq!(st.code(), Some(0));
     assert!(!run.exists(), "runtime directory left behind");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn build_mailbox_guests(dir: &Path) -> (PathBuf, PathBuf) {
