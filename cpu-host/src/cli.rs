@@ -5,8 +5,8 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tessera_board::machine::{
-    Firmware, MachineConfig, MailboxConfig, RamConfig, Serial, VhostKind, VhostUserSpec,
-    VirtioTransport,
+    Firmware, MachineConfig, MailboxConfig, RamConfig, Serial, VfioUserSpec, VhostKind,
+    VhostUserSpec, VirtioTransport,
 };
 use tessera_board::memmap::Region;
 use tessera_shm::GuestRam;
@@ -72,14 +72,17 @@ pub struct Cli {
     /// A virtio device served by another process over vhost-user: KIND is `blk` or `console`;
     /// SOCKET the backend's unix socket; N the number of queues (default 1); ADDR one of the
     /// virtio-mmio slots 0x10001000..0x10008000 and IRQ its PLIC source (default: the slot's).
-    /// `transport=pci` makes it a modern virtio-pci function on the PCIe root bus instead (the
-    /// next free PCI slot, INTx). Repeatable: devices without addr take the free slots in order.
-    #[arg(long = "vhost-user", value_name = "KIND,socket=PATH[,queues=N][,addr=ADDR][,irq=N][,transport=mmio|pci]", value_parser = parse_vhost_user)]
+    /// `transport=pci` makes it a modern virtio-pci function on the PCIe root bus instead (in
+    /// SLOT 1..=31, or the next free PCI slot; INTx). Repeatable: devices without addr or slot
+    /// take the free slots in order.
+    #[arg(long = "vhost-user", value_name = "KIND,socket=PATH[,queues=N][,addr=ADDR][,irq=N][,transport=mmio|pci][,slot=SLOT]", value_parser = parse_vhost_user)]
     pub vhost_user: Vec<VhostUserSpec>,
     /// A PCI device served by another process over vfio-user (e.g. tessera-nvme): its server's
-    /// unix socket. It takes the next free PCI slot and its INTA line. Repeatable.
-    #[arg(long = "vfio-user", value_name = "socket=PATH", value_parser = parse_vfio_user)]
-    pub vfio_user: Vec<PathBuf>,
+    /// unix socket, and the PCI slot 1..=31 (default: the next free one, after the virtio-pci
+    /// functions). Its INTA line follows from the slot. If the server dies, tessera-cpu
+    /// reconnects to the same socket and restores the device. Repeatable.
+    #[arg(long = "vfio-user", value_name = "socket=PATH[,slot=SLOT]", value_parser = parse_vfio_user)]
+    pub vfio_user: Vec<VfioUserSpec>,
     /// Print instruction counts, translation figures and guest MIPS to stderr at exit.
     #[arg(long)]
     pub stats: bool,
@@ -264,13 +267,15 @@ pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
         }
         None => return Err("missing device kind".into()),
     };
-    let (mut socket, mut queues, mut addr, mut irq) = (None, 1usize, None, None);
+    let (mut socket, mut queues, mut addr, mut irq, mut pci_slot) =
+        (None, 1usize, None, None, None);
     let mut transport = VirtioTransport::Mmio;
     for p in parts {
         match p.split_once('=') {
             Some(("socket", v)) if !v.is_empty() => socket = Some(PathBuf::from(v)),
             Some(("addr", v)) => addr = Some(parse_number(v)?),
             Some(("irq", v)) => irq = Some(parse_u32(v)?),
+            Some(("slot", v)) => pci_slot = Some(parse_slot(v)?),
             Some(("transport", "mmio")) => transport = VirtioTransport::Mmio,
             Some(("transport", "pci")) => transport = VirtioTransport::Pci,
             Some(("transport", v)) => {
@@ -286,7 +291,7 @@ pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
             _ => {
                 return Err(format!(
                     "unknown vhost-user option `{p}` (socket=PATH, queues=N, addr=ADDR, irq=N, \
-                     transport=mmio|pci)"
+                     transport=mmio|pci, slot=SLOT)"
                 ))
             }
         }
@@ -299,6 +304,9 @@ pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
                 .into(),
         );
     }
+    if transport == VirtioTransport::Mmio && pci_slot.is_some() {
+        return Err("slot= chooses a PCI slot; add transport=pci".into());
+    }
     Ok(VhostUserSpec {
         kind,
         socket,
@@ -306,15 +314,36 @@ pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
         transport,
         addr,
         irq,
+        pci_slot,
     })
 }
 
-/// `socket=/run/nvme.sock`
-pub fn parse_vfio_user(s: &str) -> Result<PathBuf, String> {
-    match s.split_once('=') {
-        Some(("socket", v)) if !v.is_empty() && !v.contains(',') => Ok(PathBuf::from(v)),
-        _ => Err(format!("`{s}`: expected socket=PATH")),
+/// `socket=/run/nvme.sock[,slot=2]`
+pub fn parse_vfio_user(s: &str) -> Result<VfioUserSpec, String> {
+    let (mut socket, mut slot) = (None, None);
+    for p in s.split(',') {
+        match p.split_once('=') {
+            Some(("socket", v)) if !v.is_empty() => socket = Some(PathBuf::from(v)),
+            Some(("slot", v)) => slot = Some(parse_slot(v)?),
+            _ => {
+                return Err(format!(
+                    "unknown vfio-user option `{p}` (socket=PATH, slot=SLOT)"
+                ))
+            }
+        }
     }
+    Ok(VfioUserSpec {
+        socket: socket.ok_or("missing socket=PATH")?,
+        slot,
+    })
+}
+
+/// A PCI slot on the root bus: 1..=31 (0 is the host bridge).
+fn parse_slot(s: &str) -> Result<u32, String> {
+    parse_u32(s)
+        .ok()
+        .filter(|n| (1..=31).contains(n))
+        .ok_or_else(|| format!("slot={s} is not a PCI slot from 1 to 31"))
 }
 
 /// `0x80000000` or `4096`.
@@ -455,6 +484,7 @@ mod tests {
                 transport: VirtioTransport::Mmio,
                 addr: None,
                 irq: None,
+                pci_slot: None,
             })
         );
         assert_eq!(
@@ -465,6 +495,24 @@ mod tests {
             parse_vhost_user("console,socket=c").map(|s| s.queues),
             Ok(1)
         );
+        assert_eq!(
+            parse_vhost_user("blk,socket=s,transport=pci,slot=3").map(|s| s.pci_slot),
+            Ok(Some(3))
+        );
+        assert!(parse_vhost_user("blk,socket=s,slot=3").is_err());
+        assert!(parse_vhost_user("blk,socket=s,transport=pci,slot=0").is_err());
+        assert!(parse_vhost_user("blk,socket=s,transport=pci,slot=32").is_err());
+        assert_eq!(
+            parse_vfio_user("socket=/run/n.sock,slot=2"),
+            Ok(VfioUserSpec {
+                socket: "/run/n.sock".into(),
+                slot: Some(2)
+            })
+        );
+        assert_eq!(parse_vfio_user("socket=n").map(|s| s.slot), Ok(None));
+        assert!(parse_vfio_user("slot=2").is_err());
+        assert!(parse_vfio_user("socket=n,slot=x").is_err());
+        assert!(parse_vfio_user("socket=n,bogus=1").is_err());
         assert!(parse_vhost_user("net,socket=x").is_err());
         assert!(parse_vhost_user("blk").is_err());
         assert!(parse_vhost_user("blk,socket=x,queues=0").is_err());

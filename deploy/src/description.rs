@@ -534,11 +534,20 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
             }
         };
         match dev.kind.as_str() {
-            "virtio-blk" | "virtio-console" => {
+            "virtio-blk" | "virtio-console" | "nvme" => {
                 reject("between", dev.between.is_some())?;
                 reject("area", dev.area.is_some())?;
                 reject("area_size", dev.area_size.is_some())?;
+                let nvme = dev.kind == "nvme";
                 let pci = match dev.transport.as_deref() {
+                    None | Some("vfio-user") if nvme => true,
+                    Some(t) if nvme => {
+                        return Err(cx.err(
+                            &entry,
+                            "transport",
+                            format!("\"{t}\": an nvme device is a PCI function over vfio-user (transport = \"vfio-user\", the default)"),
+                        ))
+                    }
                     None | Some("virtio-mmio") => false,
                     Some("virtio-pci") => true,
                     Some(t) => {
@@ -556,11 +565,13 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
                     None => 0,
                 };
                 let queues = match dev.queues {
+                    // tessera-nvme's default: one I/O queue pair per worker, four.
+                    None if nvme => 4,
                     None => 1,
                     Some(q) if (1..=16).contains(&q) => q as u32,
                     Some(q) => return Err(cx.err(&entry, "queues", format!("{q} is not 1..=16"))),
                 };
-                let backend = if dev.kind == "virtio-blk" {
+                let backend = if dev.kind == "virtio-blk" || nvme {
                     reject("output", dev.output.is_some())?;
                     let image = match (&dev.image, &dev.size) {
                         (Some(p), None) => {
@@ -605,14 +616,23 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
                             return Err(cx.err(
                                 &entry,
                                 "image",
-                                "missing: a virtio-blk needs image = \"PATH\" (or size = \"8M\" for a scratch disk)",
+                                format!("missing: {} needs image = \"PATH\" (or size = \"8M\" for a scratch disk)", dev.kind),
                             ))
                         }
                     };
-                    Backend::Blk {
-                        image,
-                        readonly: dev.readonly.unwrap_or(false),
-                        serial: dev.serial.clone(),
+                    let (readonly, serial) = (dev.readonly.unwrap_or(false), dev.serial.clone());
+                    if nvme {
+                        Backend::Nvme {
+                            image,
+                            readonly,
+                            serial,
+                        }
+                    } else {
+                        Backend::Blk {
+                            image,
+                            readonly,
+                            serial,
+                        }
                     }
                 } else {
                     reject("image", dev.image.is_some())?;
@@ -647,7 +667,7 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
                             return Err(cx.err(
                                 &entry,
                                 field,
-                                "a virtio-pci device takes the next PCI slot and its INTx line; \
+                                "a PCI device takes the next PCI slot and its INTx line; \
                                  address and irq are for virtio-mmio",
                             ));
                         }
@@ -1013,6 +1033,83 @@ address = "0x10003000"
         assert_eq!(l.devices[0].addr, 0x1000_3000);
         assert_eq!(l.devices[0].irq, 3);
         assert_eq!(l.devices[0].cluster, 1);
+    }
+
+    #[test]
+    fn nvme_devices_are_vfio_user_pci_functions_numbered_with_virtio_pci() {
+        let dir = std::env::temp_dir().join(format!("tessera-desc-nvme-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("k.bin"), [0u8; 4096]).expect("kernel");
+        let base = r#"
+[machine]
+ram = "16M"
+[[cluster]]
+name = "a"
+isa = "riscv64"
+harts = 1
+firmware = "none"
+kernel = "k.bin"
+[[device]]
+id = "nvme0"
+kind = "nvme"
+size = "8M"
+serial = "TESSERA0001"
+[[device]]
+id = "disk"
+kind = "virtio-blk"
+size = "1M"
+transport = "virtio-pci"
+"#;
+        let l = parse(base, "nvme.toml", &dir).expect("valid");
+        let got: Vec<(&str, Option<u32>, u32, u32, &str)> = l
+            .devices
+            .iter()
+            .map(|d| {
+                (
+                    d.id.as_str(),
+                    d.pci_slot,
+                    d.irq,
+                    d.queues,
+                    d.backend.program(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("nvme0", Some(1), 33, 4, "tessera-nvme"),
+                ("disk", Some(2), 34, 1, "tessera-blk")
+            ]
+        );
+        assert!(matches!(
+            &l.devices[0].backend,
+            Backend::Nvme { serial: Some(s), readonly: false, .. } if s == "TESSERA0001"
+        ));
+        let shown = l.to_string();
+        assert!(
+            shown.contains("nvme0      pci 00:01.0 irq 33 nvme (vfio-user, INTA, 4 queues)"),
+            "{shown}"
+        );
+        for (extra, field) in [
+            ("transport = \"virtio-pci\"", "transport"),
+            ("address = \"0x10001000\"", "address"),
+            ("output = \"stdio\"", "output"),
+        ] {
+            let bad = base.replace(
+                "serial = \"TESSERA0001\"",
+                &format!("serial = \"TESSERA0001\"\n{extra}"),
+            );
+            let e = parse(&bad, "nvme.toml", &dir).expect_err(extra);
+            assert!(
+                e.to_string()
+                    .contains(&format!("device \"nvme0\": {field}:")),
+                "{e}"
+            );
+        }
+        let e =
+            parse(&base.replace("size = \"8M\"\n", ""), "nvme.toml", &dir).expect_err("no image");
+        assert!(e.to_string().contains("nvme needs image"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

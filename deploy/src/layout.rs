@@ -66,6 +66,12 @@ pub enum Backend {
     Console {
         output: String,
     },
+    /// An NVMe controller over vfio-user.
+    Nvme {
+        image: ImageSource,
+        readonly: bool,
+        serial: Option<String>,
+    },
 }
 
 impl Backend {
@@ -74,14 +80,16 @@ impl Backend {
         match self {
             Backend::Blk { .. } => "tessera-blk",
             Backend::Console { .. } => "tessera-console",
+            Backend::Nvme { .. } => "tessera-nvme",
         }
     }
 
-    /// tessera-cpu's `--vhost-user` kind.
-    pub fn vhost_kind(&self) -> &'static str {
+    /// tessera-cpu's `--vhost-user` kind; `None` for a vfio-user device.
+    pub fn vhost_kind(&self) -> Option<&'static str> {
         match self {
-            Backend::Blk { .. } => "blk",
-            Backend::Console { .. } => "console",
+            Backend::Blk { .. } => Some("blk"),
+            Backend::Console { .. } => Some("console"),
+            Backend::Nvme { .. } => None,
         }
     }
 }
@@ -96,7 +104,7 @@ pub struct DevicePlan {
     pub addr: u64,
     /// Its PLIC source (for virtio-pci: the INTA line of its slot).
     pub irq: u32,
-    /// `Some(slot)`: a virtio-pci function on the cluster's root bus.
+    /// `Some(slot)`: a PCI function (virtio-pci or vfio-user) on the cluster's root bus.
     pub pci_slot: Option<u32>,
     pub queues: u32,
     pub backend: Backend,
@@ -146,6 +154,9 @@ impl fmt::Display for Layout {
         for d in &self.devices {
             let what = match &d.backend {
                 Backend::Blk {
+                    image, readonly, ..
+                }
+                | Backend::Nvme {
                     image, readonly, ..
                 } => match image {
                     ImageSource::File(p) => format!(
@@ -208,8 +219,15 @@ impl fmt::Display for Layout {
                     )?,
                     Some(slot) => writeln!(
                         f,
-                        "  {:<10} pci 00:{slot:02x}.0 irq {:<2} {} (virtio-pci, INTA, {queues})",
-                        d.id, d.irq, d.kind
+                        "  {:<10} pci 00:{slot:02x}.0 irq {:<2} {} ({}, INTA, {queues})",
+                        d.id,
+                        d.irq,
+                        d.kind,
+                        if d.backend.vhost_kind().is_some() {
+                            "virtio-pci"
+                        } else {
+                            "vfio-user"
+                        }
                     )?,
                 }
             }

@@ -476,6 +476,11 @@ impl Supervisor {
                     image,
                     readonly,
                     serial,
+                }
+                | Backend::Nvme {
+                    image,
+                    readonly,
+                    serial,
                 } => {
                     let path = match image {
                         ImageSource::File(p) => p.clone(),
@@ -497,6 +502,12 @@ impl Supervisor {
                         args.extend(["--serial".to_owned(), s.clone()]);
                     }
                     args.extend(["--queues".to_owned(), d.queues.to_string()]);
+                    if matches!(d.backend, Backend::Nvme { .. }) {
+                        // The controller's state outlives a server that dies, so that its
+                        // successor resumes the guest's queues (tessera-nvme's README).
+                        let state = runtime.path().join(format!("{}.nvme-state", d.id));
+                        args.extend(["--state".to_owned(), state.display().to_string()]);
+                    }
                 }
                 Backend::Console { output } => {
                     args.extend(["--output".to_owned(), output.clone()]);
@@ -571,26 +582,34 @@ impl Supervisor {
             }
             args.extend(["--control-fd".to_owned(), (FIRST_CHILD_FD + 1).to_string()]);
             for d in layout.devices.iter().filter(|d| d.cluster == ci) {
-                args.push("--vhost-user".into());
                 let socket = runtime.path().join(format!("{}.sock", d.id));
-                args.push(match d.pci_slot {
-                    // tessera-cpu plugs PCI functions into slots 1, 2, ... in argument order,
-                    // which is the order the layout numbered them.
-                    Some(_) => format!(
-                        "{},socket={},queues={},transport=pci",
-                        d.backend.vhost_kind(),
-                        socket.display(),
-                        d.queues
-                    ),
-                    None => format!(
-                        "{},socket={},queues={},addr={:#x},irq={}",
-                        d.backend.vhost_kind(),
-                        socket.display(),
-                        d.queues,
-                        d.addr,
-                        d.irq
-                    ),
-                });
+                // PCI functions get their slot from the layout, the single place that
+                // numbers them.
+                match (d.backend.vhost_kind(), d.pci_slot) {
+                    (None, slot) => {
+                        let slot = slot.context("a vfio-user device without a PCI slot")?;
+                        args.push("--vfio-user".into());
+                        args.push(format!("socket={},slot={slot}", socket.display()));
+                    }
+                    (Some(kind), Some(slot)) => {
+                        args.push("--vhost-user".into());
+                        args.push(format!(
+                            "{kind},socket={},queues={},transport=pci,slot={slot}",
+                            socket.display(),
+                            d.queues
+                        ));
+                    }
+                    (Some(kind), None) => {
+                        args.push("--vhost-user".into());
+                        args.push(format!(
+                            "{kind},socket={},queues={},addr={:#x},irq={}",
+                            socket.display(),
+                            d.queues,
+                            d.addr,
+                            d.irq
+                        ));
+                    }
+                }
             }
             for (mi, m) in layout.mailboxes.iter().enumerate() {
                 let Some(side) = m.sides.iter().position(|&s| s == ci) else {

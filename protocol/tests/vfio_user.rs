@@ -711,6 +711,28 @@ fn pending_requests_fail_when_the_server_dies() {
 }
 
 #[test]
+fn wait_disconnected_returns_when_the_server_goes_away() {
+    let (a, b) = UnixStream::pair().expect("pair");
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let server = thread::spawn(move || {
+        let conn = ServerConnection::handshake(b, &ServerConfig::default()).expect("handshake");
+        let _ = wait.recv();
+        drop(conn);
+    });
+    let client = Client::from_stream(a, ClientConfig::default(), Arc::new(NoDma)).expect("client");
+    // Alive: the wait times out.
+    assert!(!client.wait_disconnected(Duration::from_millis(20)));
+    assert!(client.is_connected());
+    go.send(()).expect("tell the server to go");
+    // Gone: the wait ends well before its timeout.
+    let started = Instant::now();
+    assert!(client.wait_disconnected(Duration::from_secs(30)));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!client.is_connected());
+    server.join().expect("server");
+}
+
+#[test]
 fn a_server_that_does_not_answer_times_out() {
     let (a, b) = UnixStream::pair().expect("pair");
     let server = thread::spawn(move || {

@@ -3,10 +3,13 @@
 //! Debian's U-Boot as the guest: the device appears on the PCI bus with the server's IDs, U-Boot
 //! sizes and places its BAR (emulated on the client side), reads and writes its registers
 //! (forwarded as REGION_READ/WRITE), and the device reads guest memory through the DMA_MAP of
-//! the guest RAM memfd.
+//! the guest RAM memfd. Then the server "dies" (its connection is closed and it does not accept
+//! for a while): the guest's write made meanwhile is posted and replayed, tessera-cpu reconnects
+//! without resetting the device, maps guest RAM again, and the device works as before.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +21,7 @@ use tessera_protocol::vfio_user::message::{
 };
 use tessera_protocol::vfio_user::{
     DeviceInfo, DmaMap, IncomingRequest, IrqInfo, Listener, RegionInfo, Reply, Request,
-    ServerConfig, ServerConnection,
+    ServerConfig, ServerConnection, ServerHandle,
 };
 use tessera_tests::console::Console;
 use tessera_tests::{bin_path, private_dir};
@@ -42,6 +45,8 @@ struct Toy {
     regs: [u32; 4],
     maps: Vec<(DmaMap, File)>,
     dma_maps: usize,
+    resets: usize,
+    connections: usize,
 }
 
 impl Toy {
@@ -152,7 +157,10 @@ impl Toy {
                     count: w.data.len() as u32,
                 })
             }
-            Request::DeviceReset => Reply::DeviceReset,
+            Request::DeviceReset => {
+                self.resets += 1;
+                Reply::DeviceReset
+            }
             Request::Version(_) | Request::DmaRead(_) | Request::DmaWrite(_) => {
                 return Err(Errno::EINVAL)
             }
@@ -177,11 +185,27 @@ fn uboot_sees_a_vfio_user_device_and_it_reads_guest_memory_through_the_dma_map()
     let listener = Listener::bind(&sock).expect("bind");
     let toy = Arc::new(Mutex::new(Toy::new()));
     let server_toy = toy.clone();
+    // The server accepts one connection per token: the test "kills" it by closing the live
+    // connection and lets the successor in later.
+    let (gate, tokens) = mpsc::channel::<()>();
+    let live: Arc<Mutex<Option<ServerHandle>>> = Arc::default();
+    let server_live = live.clone();
     std::thread::spawn(move || {
-        if let Ok(conn) = listener.accept(&ServerConfig::default()) {
-            serve(conn, server_toy);
+        for () in tokens.iter() {
+            let Ok(conn) = listener.accept(&ServerConfig::default()) else {
+                return;
+            };
+            {
+                let mut t = server_toy.lock().expect("toy");
+                t.connections += 1;
+                t.maps.clear(); // a new server knows no mappings
+            }
+            *server_live.lock().expect("live") = Some(conn.handle());
+            let toy = server_toy.clone();
+            std::thread::spawn(move || serve(conn, toy));
         }
     });
+    gate.send(()).expect("first token");
 
     let mut c = Console::spawn(
         std::process::Command::new(bin_path("tessera-cpu"))
@@ -247,6 +271,45 @@ fn uboot_sees_a_vfio_user_device_and_it_reads_guest_memory_through_the_dma_map()
         .uboot(&format!("md.l {:#x} 1", base + REG_RESULT), t)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(got.contains("cafef00d"), "{got}");
+
+    assert_eq!(toy.lock().expect("toy").resets, 1, "one reset, at start");
+
+    // The server goes away. A guest write meanwhile is posted (the command returns at once).
+    let dead = live
+        .lock()
+        .expect("live")
+        .take()
+        .expect("a live connection");
+    dead.close();
+    c.uboot(&format!("mw.l {:#x} 0xabcdef01", base + REG_SCRATCH), t)
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(toy.lock().expect("toy").connections, 1, "no server yet");
+    // Its successor: tessera-cpu reconnects, maps RAM again, replays the write, no reset.
+    gate.send(()).expect("second token");
+    let scratch = c
+        .uboot(&format!("md.l {:#x} 1", base + REG_SCRATCH), t)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(scratch.contains("abcdef01"), "posted write lost: {scratch}");
+    c.uboot("mw.l 0x81000000 0x5eed1e55", t)
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.uboot(&format!("mw.l {:#x} 0x81000000", base + REG_COPY_FROM), t)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got = c
+        .uboot(&format!("md.l {:#x} 1", base + REG_RESULT), t)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        got.contains("5eed1e55"),
+        "no DMA after the reconnect: {got}"
+    );
+    {
+        let t = toy.lock().expect("toy");
+        assert_eq!(t.connections, 2);
+        assert_eq!(t.resets, 1, "a reconnect must not reset the device");
+        assert!(!t.maps.is_empty(), "guest RAM not mapped again");
+        // The command register came back (memory decoding on, as U-Boot set it).
+        assert_eq!(t.config[4] & 0x2, 0x2, "command register not restored");
+    }
 
     c.send("poweroff\r").expect("type");
     let st = c.wait(t).expect("wait");

@@ -54,6 +54,16 @@ pub struct VhostUserSpec {
     pub addr: Option<u64>,
     /// PLIC source; the slot's own (1..=8) when `None`.
     pub irq: Option<u32>,
+    /// With the PCI transport: the slot on the root bus (1..=31); the next free one when `None`.
+    pub pci_slot: Option<u32>,
+}
+
+/// A PCI device served by another process over vfio-user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VfioUserSpec {
+    pub socket: PathBuf,
+    /// The slot on the root bus (1..=31); the next free one when `None`.
+    pub slot: Option<u32>,
 }
 
 /// The virtio transport of a device.
@@ -128,9 +138,9 @@ pub struct MachineConfig {
     pub serial: Serial,
     /// vhost-user devices: at their `addr`, the others on the free virtio-mmio slots in order.
     pub vhost_user: Vec<VhostUserSpec>,
-    /// PCI devices served over vfio-user: their servers' sockets, plugged after the virtio-pci
-    /// functions.
-    pub vfio_user: Vec<PathBuf>,
+    /// PCI devices served over vfio-user. Devices with a slot are plugged first; the others
+    /// take the free slots, virtio-pci functions before vfio-user ones, each in order.
+    pub vfio_user: Vec<VfioUserSpec>,
     pub mailboxes: Vec<MailboxConfig>,
 }
 
@@ -199,6 +209,8 @@ pub enum BoardError {
     },
     #[error("no free slot left on the PCI root bus")]
     PciFull,
+    #[error("PCI slot {0} is taken or not on the root bus (1..=31)")]
+    PciSlot(u32),
     #[error(transparent)]
     VfioUser(#[from] tessera_transport::vfio_user::VfioUserError),
     #[error("opening serial output {path}: {source}")]
@@ -717,31 +729,46 @@ impl Machine {
         add(memmap::ACLINT, aclint.clone())?;
         add(memmap::PLIC, plic.clone())?;
         add(memmap::UART0, uart.clone())?;
-        // The PCIe host bridge, with the virtio-pci devices on its root bus (slots 1, 2, ...).
+        // The PCIe host bridge, with the virtio-pci and vfio-user functions on its root bus:
+        // those given a slot first, then the others on the free slots in order.
         let mut pcie = tessera_devices::pci::PcieHost::new();
-        for spec in cfg
+        let pci_vhost: Vec<&VhostUserSpec> = cfg
             .vhost_user
             .iter()
             .filter(|s| s.transport == VirtioTransport::Pci)
-        {
-            let backend =
-                VhostUserDevice::connect(spec.kind, &spec.socket, spec.queues, mem.clone())
-                    .map_err(|source| BoardError::VhostUserPci {
-                        kind: spec.kind.name(),
-                        source,
-                    })?;
-            // The slot is known only once plugged; its INTA line depends on it.
-            let slot = pcie.next_free_slot().ok_or(BoardError::PciFull)?;
-            let irq = plic.source(tessera_devices::pci::intx_irq(slot, 1));
-            let f = Arc::new(tessera_transport::VirtioPci::new(Box::new(backend), irq));
-            pcie.plug(Some(slot), f).map_err(|_| BoardError::PciFull)?;
-        }
-        for socket in &cfg.vfio_user {
-            let slot = pcie.next_free_slot().ok_or(BoardError::PciFull)?;
-            let irq = plic.source(tessera_devices::pci::intx_irq(slot, 1));
-            let f = tessera_transport::vfio_user::VfioUserPci::connect(socket, ram.clone(), irq)?;
-            pcie.plug(Some(slot), Arc::new(f))
-                .map_err(|_| BoardError::PciFull)?;
+            .collect();
+        for explicit in [true, false] {
+            for spec in pci_vhost
+                .iter()
+                .filter(|s| s.pci_slot.is_some() == explicit)
+            {
+                let backend =
+                    VhostUserDevice::connect(spec.kind, &spec.socket, spec.queues, mem.clone())
+                        .map_err(|source| BoardError::VhostUserPci {
+                            kind: spec.kind.name(),
+                            source,
+                        })?;
+                // The slot is known only once chosen; its INTA line depends on it.
+                let slot = pci_slot(&pcie, spec.pci_slot)?;
+                let irq = plic.source(tessera_devices::pci::intx_irq(slot, 1));
+                let f = Arc::new(tessera_transport::VirtioPci::new(Box::new(backend), irq));
+                pcie.plug(Some(slot), f).map_err(|_| BoardError::PciFull)?;
+            }
+            for spec in cfg
+                .vfio_user
+                .iter()
+                .filter(|s| s.slot.is_some() == explicit)
+            {
+                let slot = pci_slot(&pcie, spec.slot)?;
+                let irq = plic.source(tessera_devices::pci::intx_irq(slot, 1));
+                let f = tessera_transport::vfio_user::VfioUserPci::connect(
+                    &spec.socket,
+                    ram.clone(),
+                    irq,
+                )?;
+                pcie.plug(Some(slot), Arc::new(f))
+                    .map_err(|_| BoardError::PciFull)?;
+            }
         }
         let (ecam, pio, mmio) = pcie.into_windows();
         add(memmap::PCIE_ECAM, ecam)?;
@@ -918,5 +945,20 @@ impl Machine {
         }
         let _ = std::io::stdout().flush();
         Ok(RunResult { reason, harts })
+    }
+}
+
+/// The root-bus slot for a function: `want` if it is free and not the host bridge's, else the
+/// next free one.
+fn pci_slot(pcie: &tessera_devices::pci::PcieHost, want: Option<u32>) -> Result<usize, BoardError> {
+    match want {
+        Some(s) => {
+            let i = s as usize;
+            if s == 0 || !pcie.slot_is_free(i) {
+                return Err(BoardError::PciSlot(s));
+            }
+            Ok(i)
+        }
+        None => pcie.next_free_slot().ok_or(BoardError::PciFull),
     }
 }

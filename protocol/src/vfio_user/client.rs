@@ -212,6 +212,12 @@ impl Client {
         !self.conn.is_closed()
     }
 
+    /// Block until the connection ends (the server went away, or [`close`](Self::close)) or
+    /// `timeout` passes; true if it has ended. What a reconnecting client's monitor waits on.
+    pub fn wait_disconnected(&self, timeout: Duration) -> bool {
+        self.conn.wait_closed(timeout)
+    }
+
     /// Why the connection ended, once it has.
     pub fn disconnect_reason(&self) -> Option<String> {
         self.conn.close_reason()

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -84,6 +84,8 @@ pub(crate) struct Conn {
     /// A clone used only to shut the socket down, which needs no lock and wakes everything.
     control: UnixStream,
     state: Mutex<State>,
+    /// Signalled once, when the connection closes.
+    closed_cv: Condvar,
     timeout: Option<Duration>,
     /// The most fds the peer accepts in one message (its `max_msg_fds`).
     peer_max_fds: usize,
@@ -112,6 +114,7 @@ impl Conn {
                 next_id: first_id,
                 ..State::default()
             }),
+            closed_cv: Condvar::new(),
             timeout,
             peer_max_fds,
             side,
@@ -126,6 +129,16 @@ impl Conn {
         lock(&self.state).closed.clone()
     }
 
+    /// Block until the connection is closed or `timeout` passes; true if it is closed.
+    pub(crate) fn wait_closed(&self, timeout: Duration) -> bool {
+        let st = lock(&self.state);
+        let (st, _) = self
+            .closed_cv
+            .wait_timeout_while(st, timeout, |st| st.closed.is_none())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        st.closed.is_some()
+    }
+
     /// Close the connection: shut the socket down (the reader sees end of stream, blocked
     /// writers fail) and fail every waiting request with `reason`. The first reason sticks.
     pub(crate) fn close(&self, reason: &str) {
@@ -137,6 +150,7 @@ impl Conn {
             }
             std::mem::take(&mut st.pending)
         };
+        self.closed_cv.notify_all();
         for (_, waiter) in pending {
             let _ = waiter.tx.try_send(Err(reason.to_string()));
         }

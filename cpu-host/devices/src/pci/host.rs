@@ -106,6 +106,11 @@ impl PcieHost {
         PcieHost { slots }
     }
 
+    /// Whether `slot` exists and holds no function.
+    pub fn slot_is_free(&self, slot: usize) -> bool {
+        self.slots.get(slot).is_some_and(|s| s.is_none())
+    }
+
     /// The first free slot, if any.
     pub fn next_free_slot(&self) -> Option<usize> {
         self.slots.iter().position(|s| s.is_none())
