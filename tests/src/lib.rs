@@ -7,8 +7,10 @@ pub mod console;
 pub mod difftest;
 pub mod fixture;
 pub mod guestbuild;
+pub mod linux;
 pub mod proc;
 pub mod qmp;
+pub mod supervised;
 pub mod virtio;
 
 pub use fixture::{crc32, private_dir, wait_for_path};

@@ -28,6 +28,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use tessera_tests::linux::{
+    build_initramfs, guest_kit, host_tool, make_ext4, run_ok, tail, token, toml_path, uptime_at,
+};
 use tessera_tests::{bin_path, private_dir, run_with_timeout, RunOutput};
 
 const HARTS: usize = 4;
@@ -54,76 +57,6 @@ const NOT_IN_LINUX: &[&str] = &[
     "ssu64xl",
 ];
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// A host tool that may live in /usr/sbin (not on every user's PATH).
-fn host_tool(name: &str, package: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} not found: install Debian's `{package}` (scripts/setup.sh does)")
-        })
-}
-
-fn run_ok(cmd: &mut Command, what: &str) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what}: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The guest kit (kernel, busybox, modules, fw_dynamic.bin), fetched or found up to date by
-/// scripts/fetch-linux-guest.sh; `None` (after saying why) when neither the local cache nor
-/// Debian's archive can be reached.
-fn guest_kit() -> Option<PathBuf> {
-    let root = repo_root();
-    let kit = std::env::var_os("TESSERA_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/guests/linux-riscv64"));
-    let out = Command::new("bash")
-        .arg(root.join("scripts/fetch-linux-guest.sh"))
-        .env("TESSERA_GUEST_DIR", &kit)
-        .output()
-        .expect("run scripts/fetch-linux-guest.sh");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    match out.status.code() {
-        Some(0) => Some(kit),
-        Some(3) => {
-            eprintln!(
-                "SKIPPED: no Linux guest: there is no local cache (../shared/guests/riscv64 or \
-                 TESSERA_GUEST_CACHE) and Debian's archive is unreachable:\n{text}"
-            );
-            None
-        }
-        _ => panic!(
-            "scripts/fetch-linux-guest.sh failed ({}):\n{text}",
-            out.status
-        ),
-    }
-}
-
 /// One test's private copy of what the guest writes to: its initramfs, a fresh ext4 image,
 /// the token of this run.
 struct Fixture {
@@ -140,28 +73,10 @@ impl Fixture {
         let kit = guest_kit()?;
         let dir = private_dir(name);
         let initramfs = dir.join("initramfs.cpio");
-        run_ok(
-            Command::new("sh")
-                .arg(repo_root().join("tests/guests/linux/build-initramfs.sh"))
-                .arg(&kit)
-                .arg(&initramfs),
-            "build-initramfs.sh",
-        );
+        build_initramfs(&kit, &initramfs);
         let disk = dir.join("disk.img");
-        std::fs::File::create(&disk)
-            .and_then(|f| f.set_len(64 << 20))
-            .expect("disk image");
-        run_ok(
-            Command::new(host_tool("mkfs.ext4", "e2fsprogs"))
-                .args(["-q", "-F", "-L", "tessera"])
-                .arg(&disk),
-            "mkfs.ext4",
-        );
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let token = format!("{:08x}{:08x}", std::process::id(), nanos);
+        make_ext4(&disk, 64 << 20, "tessera");
+        let token = token();
         let hvc0 = dir.join("hvc0.log");
         Some(Self {
             kit,
@@ -325,12 +240,6 @@ impl Fixture {
     }
 }
 
-/// The last `n` lines of `s`.
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 /// Values of `key` in the /proc/cpuinfo dump that /init prints (indented lines `key\t: value`).
 fn cpuinfo_values<'a>(serial: &'a str, key: &str) -> Vec<&'a str> {
     serial
@@ -405,19 +314,6 @@ fn dtb_isa_and_mmu(dtb: &Path) -> (String, String) {
         .to_owned()
     };
     (get("riscv,isa"), get("mmu-type"))
-}
-
-/// Guest uptime (seconds) printed with `marker`, if any.
-fn uptime_at(serial: &str, marker: &str) -> Option<f64> {
-    serial
-        .lines()
-        .find(|l| l.starts_with(marker))?
-        .split("uptime=")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn report(who: &str, wall: Duration, serial: &str) {
@@ -521,11 +417,6 @@ fn linux_boots_on_tessera_with_disk_and_console_out_of_process() {
     let (isa, mmu) = dtb_isa_and_mmu(&dtb);
 
     let description = fx.dir.join("linux.toml");
-    let toml_path = |p: &Path| {
-        let s = p.to_str().expect("UTF-8 path");
-        assert!(!s.contains(['"', '\\']), "unusual path {s}");
-        format!("\"{s}\"")
-    };
     std::fs::write(
         &description,
         format!(

@@ -3,11 +3,11 @@
 //! supervisor restarts it, tessera-cpu reconnects and resumes the rings, and the guest sees no
 //! error. Killing the CPU process instead ends the machine cleanly.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tessera_tests::console::Console;
 use tessera_tests::qmp::Qmp;
+use tessera_tests::supervised::{piece, run_machine, sigkill, wait_back, Moments};
 use tessera_tests::virtio::virtio_guests;
 use tessera_tests::{bin_path, private_dir, ChildGuard};
 
@@ -37,86 +37,6 @@ fn expected_sector(pass: u64, lba: u64) -> [u8; 512] {
         out[i as usize * 4..i as usize * 4 + 4].copy_from_slice(&w.to_le_bytes());
     }
     out
-}
-
-/// (pid, restarts, state) of piece `id` from `x-query-processes`.
-fn piece(q: &mut Qmp, id: &str) -> (u64, u64, String) {
-    let r = q.execute("x-query-processes");
-    if r.is_null() {
-        return (0, 0, "gone".into());
-    }
-    let p = r["return"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["id"] == id).cloned())
-        .unwrap_or_else(|| panic!("no {id} in {r}"));
-    (
-        p["pid"].as_u64().unwrap_or(0),
-        p["restarts"].as_u64().unwrap_or(0),
-        p["state"].as_str().unwrap_or("").to_owned(),
-    )
-}
-
-/// `tessera run DIR/DESC` with a QMP socket, the terminal captured; returns it and the socket.
-fn run_machine(dir: &Path, desc: &str) -> (Console, PathBuf) {
-    let sock = dir.join("qmp.sock");
-    let c = Console::spawn(
-        Command::new(bin_path("tessera"))
-            .arg("run")
-            .arg(dir.join(desc))
-            .arg("--qmp")
-            .arg(&sock)
-            .arg("--runtime-dir")
-            .arg(dir.join("run")),
-    )
-    .expect("tessera run");
-    (c, sock)
-}
-
-/// Wait (up to 20 s) until device `id` runs after `restarts` restarts; its pid. On failure, show
-/// what the guest printed.
-fn wait_back(q: &mut Qmp, c: &mut Console, id: &str, restarts: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (pid, n, state) = piece(q, id);
-        if state == "running" && n == restarts && pid > 1 {
-            return pid;
-        }
-        if state == "gone" || Instant::now() > deadline {
-            let _ = c.wait(Duration::from_secs(5));
-            let _ = c.expect("\u{0}", Duration::from_millis(100));
-            panic!(
-                "{id} not back after {restarts} restarts: {state}, {n} restarts; guest:\n{}",
-                c.transcript
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn sigkill(pid: u64) {
-    // pid 0 or 1 would signal our own process group or init.
-    assert!(pid > 1, "bad pid {pid}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("SIGKILL");
-}
-
-/// The kill moments: a fixed xorshift seed (the moments vary with machine speed anyway; the test
-/// stays reproducible).
-struct Moments(u64);
-
-impl Moments {
-    /// A pause of 550-850 ms: a random moment of the server's I/O once the frontend is back on it
-    /// (it reconnects within ~50 ms); kills closer together are a crash loop, which the
-    /// supervisor backs off from.
-    fn next(&mut self) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        Duration::from_millis(550 + self.0 % 300)
-    }
 }
 
 #[test]
@@ -155,7 +75,9 @@ queues = 4
     let mut moments = Moments(0x5eed_1234_abcd_0001);
     for kill in 0..20 {
         let pid = wait_back(&mut q, &mut c, "disk0", kill);
-        std::thread::sleep(moments.next());
+        // A random moment of the server's I/O once the frontend is back on it (it reconnects
+        // within ~50 ms); kills closer together are a crash loop the supervisor backs off from.
+        std::thread::sleep(moments.between(550, 850));
         sigkill(pid);
     }
     wait_back(&mut q, &mut c, "disk0", 20);
@@ -331,7 +253,9 @@ output = "file:console.log"
     let mut moments = Moments(0x0c0f_fee0_1234_5678);
     for kill in 0..KILLS {
         let pid = wait_back(&mut q, &mut c, "con0", kill);
-        std::thread::sleep(moments.next());
+        // A random moment of the server's I/O once the frontend is back on it (it reconnects
+        // within ~50 ms); kills closer together are a crash loop the supervisor backs off from.
+        std::thread::sleep(moments.between(550, 850));
         sigkill(pid);
     }
     wait_back(&mut q, &mut c, "con0", KILLS);
