@@ -3,6 +3,8 @@
 # unpacks it without spending guest time on decompression) holding
 #   /init                  tests/guests/linux/init (busybox sh)
 #   /bin/busybox, /bin/sh  the static busybox; /init installs the other applets at boot
+#   /bin/blkbench          tests/guests/linux/blkbench.c (scripts/bench-nvme.sh runs it), built
+#                          here with riscv64-unknown-elf-gcc (Debian gcc-riscv64-unknown-elf)
 #   /lib/modules/*.ko      the guest kit's modules, and load-order (dependencies first)
 #   /dev/console           character device 5:1, so the kernel has a console for /init
 # from the guest kit that scripts/fetch-linux-guest.sh fetches.
@@ -10,7 +12,7 @@
 # Usage: build-initramfs.sh [GUEST_DIR [OUT.cpio]]
 #   GUEST_DIR  default target/guests/linux-riscv64
 #   OUT.cpio   default GUEST_DIR/initramfs.cpio
-# Needs cpio (Debian package cpio). No root needed: the device node is written into the
+# Needs cpio and gcc-riscv64-unknown-elf (Debian packages). No root needed: the device node is written into the
 # archive directly, never created on the host. The output is reproducible (fixed owners and
 # timestamps) and written atomically.
 set -eu
@@ -19,6 +21,8 @@ ROOT=$(cd "$SRC/../../.." && pwd)
 GUEST=${1:-$ROOT/target/guests/linux-riscv64}
 OUT=${2:-$GUEST/initramfs.cpio}
 command -v cpio >/dev/null 2>&1 || { echo "build-initramfs: cpio not found (Debian package cpio)" >&2; exit 3; }
+CC=${CC:-riscv64-unknown-elf-gcc}
+command -v "$CC" >/dev/null 2>&1 || { echo "build-initramfs: $CC not found (Debian package gcc-riscv64-unknown-elf)" >&2; exit 3; }
 for f in busybox modules/load-order; do
     [ -f "$GUEST/$f" ] || { echo "build-initramfs: $GUEST/$f missing: run scripts/fetch-linux-guest.sh" >&2; exit 1; }
 done
@@ -31,6 +35,10 @@ cp "$SRC/init" "$STAGE/root/init"
 cp "$GUEST/busybox" "$STAGE/root/bin/busybox"
 chmod 755 "$STAGE/root/init" "$STAGE/root/bin/busybox"
 ln -s busybox "$STAGE/root/bin/sh"
+# Freestanding (raw syscalls): Debian ships no riscv64 Linux cross compiler, only bare metal.
+"$CC" -O2 -static -nostdlib -ffreestanding -fno-builtin -fno-stack-protector \
+    -march=rv64gc -mabi=lp64d -mcmodel=medany -mno-relax -Wl,--no-relax -Wl,-e,_start \
+    -Wall -Wextra -Werror -o "$STAGE/root/bin/blkbench" "$SRC/blkbench.c"
 while read -r m; do
     [ -n "$m" ] || continue
     [ -f "$GUEST/modules/$m" ] || { echo "build-initramfs: $GUEST/modules/$m missing" >&2; exit 1; }
