@@ -711,6 +711,28 @@ fn pending_requests_fail_when_the_server_dies() {
 }
 
 #[test]
+fn posted_writes_take_effect_in_order_and_later_requests_still_match_their_replies() {
+    let (client, server) = spawn_toy_pair(Arc::new(NoDma));
+    for v in 1..=200u32 {
+        client
+            .region_write_posted(0, REG_SCRATCH, &v.to_le_bytes())
+            .expect("posted write");
+    }
+    // The read is answered after every posted write was handled, in order.
+    assert_eq!(read_reg(&client, REG_SCRATCH), 200);
+    // A posted write the server refuses (outside the BAR) gets no error reply to confuse
+    // anyone: the next request still gets its own reply.
+    client
+        .region_write_posted(0, 1 << 40, &[1, 2, 3, 4])
+        .expect("posted write");
+    write_reg(&client, REG_SCRATCH, 7);
+    assert_eq!(read_reg(&client, REG_SCRATCH), 7);
+    assert_eq!(read_reg(&client, REG_ID), DEVICE_ID);
+    drop(client);
+    let _ = server.join().expect("server");
+}
+
+#[test]
 fn wait_disconnected_returns_when_the_server_goes_away() {
     let (a, b) = UnixStream::pair().expect("pair");
     let (go, wait) = std::sync::mpsc::channel::<()>();

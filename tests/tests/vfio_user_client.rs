@@ -5,7 +5,8 @@
 //! (forwarded as REGION_READ/WRITE), and the device reads guest memory through the DMA_MAP of
 //! the guest RAM memfd. Then the server "dies" (its connection is closed and it does not accept
 //! for a while): the guest's write made meanwhile is posted and replayed, tessera-cpu reconnects
-//! without resetting the device, maps guest RAM again, and the device works as before.
+//! without resetting the device, maps guest RAM again, and the device works as before. Last,
+//! the server dies with a posted write received but not done; its successor gets it again.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -47,6 +48,8 @@ struct Toy {
     dma_maps: usize,
     resets: usize,
     connections: usize,
+    /// A value whose write to SCRATCH makes the server "die" before applying it (once).
+    die_on: Option<u32>,
 }
 
 impl Toy {
@@ -139,6 +142,10 @@ impl Toy {
                     0 if w.data.len() == 4 && off.is_multiple_of(4) && off < 16 => {
                         let v = u32::from_le_bytes([w.data[0], w.data[1], w.data[2], w.data[3]]);
                         match w.offset {
+                            REG_SCRATCH if self.die_on == Some(v) => {
+                                self.die_on = None;
+                                return Err(Errno::ECONNABORTED);
+                            }
                             REG_SCRATCH => self.regs[1] = v,
                             REG_COPY_FROM => {
                                 self.regs[2] = v;
@@ -171,6 +178,11 @@ impl Toy {
 fn serve(conn: ServerConnection, toy: Arc<Mutex<Toy>>) {
     while let Ok(mut req) = conn.recv() {
         let r = toy.lock().expect("toy").handle(&mut req);
+        if r == Err(Errno::ECONNABORTED) {
+            // Dies with the write received but not done.
+            conn.handle().close();
+            return;
+        }
         let _ = match r {
             Ok(reply) => conn.reply(&req, reply, &[]),
             Err(e) => conn.reply_error(&req, e),
@@ -309,6 +321,26 @@ fn uboot_sees_a_vfio_user_device_and_it_reads_guest_memory_through_the_dma_map()
         assert!(!t.maps.is_empty(), "guest RAM not mapped again");
         // The command register came back (memory decoding on, as U-Boot set it).
         assert_eq!(t.config[4] & 0x2, 0x2, "command register not restored");
+    }
+
+    // A posted write that reaches a server which dies before doing it is done by the next
+    // one (tessera-cpu keeps posted writes until a later reply confirms them).
+    toy.lock().expect("toy").die_on = Some(0x0d1e_0001);
+    gate.send(()).expect("third token");
+    c.uboot(&format!("mw.l {:#x} 0x0d1e0001", base + REG_SCRATCH), t)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let scratch = c
+        .uboot(&format!("md.l {:#x} 1", base + REG_SCRATCH), t)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        scratch.contains("0d1e0001"),
+        "a posted write was lost with its server: {scratch}"
+    );
+    {
+        let t = toy.lock().expect("toy");
+        assert_eq!(t.die_on, None, "the server never saw the write");
+        assert_eq!(t.connections, 3);
+        assert_eq!(t.resets, 1);
     }
 
     c.send("poweroff\r").expect("type");

@@ -26,17 +26,26 @@
 //! server (up to [`DOWN_WAIT`], then read all-ones, as a PCI master abort does). A read or write
 //! that was in flight when the server died is retried on the new connection.
 //!
+//! BAR writes are posted, as PCI memory writes are: sent with vfio-user's no-reply flag, so a
+//! vCPU ringing a doorbell does not wait for the server. The server handles messages in order,
+//! so the reply to any later request confirms every posted write before it; the unconfirmed
+//! ones are kept and replayed to a new server after a reconnect (a doorbell write that died in
+//! the old server's socket is not lost). Every [`CONFIRM_EVERY`]th write waits for its reply,
+//! which bounds that log. Configuration writes always wait.
+//!
 //! INTx is level-triggered through an automasked eventfd, as QEMU's vfio without KVM: the
 //! server's signal asserts the line and masks; the guest's next BAR access counts as its EOI
-//! (the line drops and the interrupt is unmasked, so a still-pending one is signalled again).
-//! After a reconnect the line is dropped and unmasked, so the new server re-evaluates it.
+//! (after the access: the line drops and the interrupt is unmasked, so one still pending is
+//! signalled again; a driver's completion-queue doorbell has by then told the device what was
+//! consumed, so no spurious second interrupt follows). After a reconnect the line is dropped
+//! and unmasked, so the new server re-evaluates it.
 //!
 //! Not yet: MSI/MSI-X (the board has no MSI controller), mmap of BARs.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -65,6 +74,8 @@ pub const DOWN_WAIT: Duration = Duration::from_secs(15);
 const MONITOR_TICK: Duration = Duration::from_millis(200);
 /// Writes kept for a server that is away; more are dropped (with a warning).
 const MAX_POSTED: usize = 4096;
+/// At most this many posted BAR writes go unconfirmed; the next one waits for its reply.
+pub const CONFIRM_EVERY: usize = 64;
 
 /// Offsets of the BAR registers, which this side emulates.
 fn is_bar_register(offset: usize) -> bool {
@@ -111,7 +122,8 @@ struct Intx {
     efd: OwnedFd,
 }
 
-/// A write the guest made while the server was away.
+/// A write the guest made while the server was away, or one posted and not yet confirmed.
+#[derive(Clone)]
 struct Posted {
     region: u32,
     offset: u64,
@@ -139,6 +151,11 @@ struct Link {
     /// Signalled when a connection is published.
     changed: Condvar,
     stop: AtomicBool,
+    /// Posted BAR writes not yet confirmed by a later reply, with their sequence numbers.
+    /// Locked while a posted write is sent, so that sequence order is wire order.
+    unconfirmed: Mutex<VecDeque<(u64, Posted)>>,
+    /// Posted writes sent so far (the last sequence number handed out).
+    sent: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -201,6 +218,8 @@ impl VfioUserPci {
             state: Mutex::new(LinkState::default()),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
+            unconfirmed: Mutex::new(VecDeque::new()),
+            sent: AtomicU64::new(0),
         });
         link.map_dma(&client).map_err(err)?;
         link.wire_intx(&client)?;
@@ -324,6 +343,15 @@ impl Link {
         }
     }
 
+    /// Every posted write sent before `snapshot` (a value of `sent` read before a request
+    /// went out) was handled: that request was answered.
+    fn confirm(&self, snapshot: u64) {
+        let mut log = lock(&self.unconfirmed);
+        while log.front().is_some_and(|(seq, _)| *seq <= snapshot) {
+            log.pop_front();
+        }
+    }
+
     /// A read from the server; while it is away, wait for it (all-ones after [`DOWN_WAIT`]).
     fn read(&self, region: u32, offset: u64, data: &mut [u8]) {
         let mut client = self.current();
@@ -335,10 +363,15 @@ impl Link {
                     None => break,
                 },
             };
+            let snapshot = self.sent.load(Ordering::SeqCst);
             match c.region_read(region, offset, data) {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.confirm(snapshot);
+                    return;
+                }
                 Err(e) if c.is_connected() => {
                     // The server answered with an error: a device's "no".
+                    self.confirm(snapshot);
                     tracing::warn!(path = %self.path, "vfio-user read of region {region} at {offset:#x}: {e}");
                     break;
                 }
@@ -348,12 +381,47 @@ impl Link {
         data.fill(0xff);
     }
 
-    /// A write to the server; while it is away, post it for the next one.
+    /// A posted write (a BAR): sent without waiting for the server, kept until confirmed.
+    fn write_posted(&self, region: u32, offset: u64, data: &[u8]) {
+        if let Some(c) = self.current() {
+            let mut log = lock(&self.unconfirmed);
+            if log.len() < CONFIRM_EVERY {
+                match c.region_write_posted(region, offset, data) {
+                    Ok(()) => {
+                        let seq = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
+                        log.push_back((
+                            seq,
+                            Posted {
+                                region,
+                                offset,
+                                data: data.to_vec(),
+                            },
+                        ));
+                        return;
+                    }
+                    Err(e) if c.is_connected() => {
+                        tracing::warn!(path = %self.path, "vfio-user posted write of region {region} at {offset:#x}: {e}");
+                        return;
+                    }
+                    Err(_) => {} // died meanwhile: keep it for the next server below
+                }
+            }
+        }
+        // Too many unconfirmed (this one waits and confirms them), or no server.
+        self.write(region, offset, data);
+    }
+
+    /// A write that waits for the server's reply; while it is away, it is kept for the next.
     fn write(&self, region: u32, offset: u64, data: &[u8]) {
         if let Some(c) = self.current() {
+            let snapshot = self.sent.load(Ordering::SeqCst);
             match c.region_write(region, offset, data) {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.confirm(snapshot);
+                    return;
+                }
                 Err(e) if c.is_connected() => {
+                    self.confirm(snapshot);
                     tracing::warn!(path = %self.path, "vfio-user write of region {region} at {offset:#x}: {e}");
                     return;
                 }
@@ -424,8 +492,10 @@ impl Link {
             start: 0,
             count: 1,
         };
-        if let Err(e) = client.set_irqs(&unmask, &[]) {
-            tracing::warn!(path = %self.path, "vfio-user INTx unmask: {e}");
+        let snapshot = self.sent.load(Ordering::SeqCst);
+        match client.set_irqs(&unmask, &[]) {
+            Ok(()) => self.confirm(snapshot),
+            Err(e) => tracing::warn!(path = %self.path, "vfio-user INTx unmask: {e}"),
         }
     }
 
@@ -466,6 +536,20 @@ impl Link {
         client
             .region_write(CONFIG_REGION, reg::COMMAND as u64, &cmd)
             .map_err(|e| e.to_string())?;
+        // Posted writes the old server may not have handled, then those made while it was away.
+        // (Cleared only once restored: a server that dies again gets them again.)
+        let unconfirmed: Vec<Posted> = lock(&self.unconfirmed)
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect();
+        for p in unconfirmed {
+            if let Err(e) = client.region_write(p.region, p.offset, &p.data) {
+                if !client.is_connected() {
+                    return Err(e.to_string());
+                }
+                tracing::warn!(path = %self.path, "vfio-user replayed write: {e}");
+            }
+        }
         while let Some(p) = st.posted.front() {
             if let Err(e) = client.region_write(p.region, p.offset, &p.data) {
                 if !client.is_connected() {
@@ -484,6 +568,7 @@ impl Link {
             tracing::warn!(path = %self.path, dropped = st.dropped_writes, "vfio-user: guest writes were dropped while the server was away");
             st.dropped_writes = 0;
         }
+        lock(&self.unconfirmed).clear();
         st.reconnects += 1;
         st.client = Some(Arc::new(client));
         self.changed.notify_all();
@@ -584,12 +669,12 @@ impl PciFunction for VfioUserPci {
     }
 
     fn bar_read(&self, bar: usize, offset: u64, data: &mut [u8]) {
-        self.eoi();
         self.link.read(bar as u32, offset, data);
+        self.eoi();
     }
 
     fn bar_write(&self, bar: usize, offset: u64, data: &[u8]) {
+        self.link.write_posted(bar as u32, offset, data);
         self.eoi();
-        self.link.write(bar as u32, offset, data);
     }
 }

@@ -438,6 +438,30 @@ impl Client {
         Ok(())
     }
 
+    /// REGION_WRITE posted: sent with the no-reply flag, so this returns once the message is
+    /// written, without waiting for the server (a PCI memory write is posted too). The server
+    /// handles it in order with every other message, so a later request's reply means it was
+    /// done; errors are not reported (the spec sends no reply, not even an error).
+    pub fn region_write_posted(
+        &self,
+        region: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        let chunk = self.xfer_chunk();
+        let mut at = offset;
+        for part in data.chunks(chunk) {
+            let write = RegionData {
+                offset: at,
+                region,
+                data: part.to_vec(),
+            };
+            self.conn.post(&Request::RegionWrite(write))?;
+            at = at.wrapping_add(part.len() as u64);
+        }
+        Ok(())
+    }
+
     /// DEVICE_RESET (spec "VFIO_USER_DEVICE_RESET").
     pub fn reset(&self) -> Result<(), ClientError> {
         match self.request(&Request::DeviceReset, &[])?.0 {

@@ -228,6 +228,34 @@ impl Conn {
         Ok((reply, raw.fds))
     }
 
+    /// Send `request` with the no-reply flag (spec "Header": the peer sends no reply, not even
+    /// an error) and return once it is written. The peer processes it in order with the rest.
+    pub(crate) fn post(&self, request: &Request) -> Result<(), RequestError> {
+        let command = request.command();
+        let id = {
+            let mut st = lock(&self.state);
+            if let Some(reason) = &st.closed {
+                return Err(RequestError::Disconnected {
+                    command,
+                    reason: reason.clone(),
+                });
+            }
+            // No waiter: an id that is pending elsewhere would still be fine (no reply comes),
+            // but skip them so that ids stay unique on the wire.
+            let mut id = st.next_id;
+            while st.pending.contains_key(&id) {
+                id = id.wrapping_add(1);
+            }
+            st.next_id = id.wrapping_add(1);
+            id
+        };
+        let bytes = request
+            .to_bytes(id, true)
+            .map_err(|source| RequestError::Encode { command, source })?;
+        self.send(&bytes, &[])
+            .map_err(|source| RequestError::Send { command, source })
+    }
+
     /// Send a message built by `encode(id)` and wait for the reply with that id, undecoded.
     pub(crate) fn call_encoded(
         &self,
