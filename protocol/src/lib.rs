@@ -6,11 +6,13 @@
 //!   drive a Tessera machine; the supervisor supplies the commands through [`QmpHandler`].
 //! - [`vfio_user`]: the vfio-user protocol (PCI devices in their own processes), client and
 //!   server side.
+//! - [`swtpm`]: swtpm's control channel and the TPM command data channel.
 
 #![forbid(unsafe_code)]
 
 pub mod control;
 pub mod qmp;
+pub mod swtpm;
 pub mod vfio_user;
 
 pub use qmp::{
