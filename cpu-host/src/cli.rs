@@ -83,6 +83,11 @@ pub struct Cli {
     /// reconnects to the same socket and restores the device. Repeatable.
     #[arg(long = "vfio-user", value_name = "socket=PATH[,slot=SLOT]", value_parser = parse_vfio_user)]
     pub vfio_user: Vec<VfioUserSpec>,
+    /// A TPM 2.0 whose engine is swtpm (`swtpm socket --tpm2 --ctrl type=unixio,path=PATH`): its
+    /// TIS registers appear on a SiFive SPI controller (`tcg,tpm_tis-spi`, for Linux) and
+    /// memory-mapped (`tcg,tpm-tis-mmio`). If swtpm is restarted, tessera-cpu re-initialises it.
+    #[arg(long, value_name = "ctrl=PATH", value_parser = parse_tpm)]
+    pub tpm: Option<PathBuf>,
     /// Print instruction counts, translation figures and guest MIPS to stderr at exit.
     #[arg(long)]
     pub stats: bool,
@@ -227,6 +232,7 @@ impl Cli {
             serial: self.serial.clone(),
             vhost_user: self.vhost_user.clone(),
             vfio_user: self.vfio_user.clone(),
+            tpm: self.tpm.clone(),
         })
     }
 }
@@ -336,6 +342,16 @@ pub fn parse_vfio_user(s: &str) -> Result<VfioUserSpec, String> {
         socket: socket.ok_or("missing socket=PATH")?,
         slot,
     })
+}
+
+/// `ctrl=/run/swtpm.sock`
+pub fn parse_tpm(s: &str) -> Result<PathBuf, String> {
+    match s.split_once('=') {
+        Some(("ctrl", v)) if !v.is_empty() && !v.contains(',') => Ok(PathBuf::from(v)),
+        _ => Err(format!(
+            "`{s}`: expected ctrl=PATH (swtpm's control socket)"
+        )),
+    }
 }
 
 /// A PCI slot on the root bus: 1..=31 (0 is the host bridge).
@@ -513,6 +529,9 @@ mod tests {
         assert!(parse_vfio_user("slot=2").is_err());
         assert!(parse_vfio_user("socket=n,slot=x").is_err());
         assert!(parse_vfio_user("socket=n,bogus=1").is_err());
+        assert_eq!(parse_tpm("ctrl=/run/t.sock"), Ok("/run/t.sock".into()));
+        assert!(parse_tpm("/run/t.sock").is_err());
+        assert!(parse_tpm("ctrl=").is_err());
         assert!(parse_vhost_user("net,socket=x").is_err());
         assert!(parse_vhost_user("blk").is_err());
         assert!(parse_vhost_user("blk,socket=x,queues=0").is_err());

@@ -31,18 +31,23 @@ const MAILBOX_AREA0: u64 = 0x1040_0000;
 const MAILBOX_AREA_MAX: u64 = 0x10_0000;
 const PAGE: u64 = 0x1000;
 /// PLIC sources the board keeps for itself.
-const FIXED_IRQS: [(u32, &str); 6] = [
+const FIXED_IRQS: [(u32, &str); 8] = [
     (10, "uart0"),
     (11, "rtc"),
     (32, "pcie inta"),
     (33, "pcie intb"),
     (34, "pcie intc"),
     (35, "pcie intd"),
+    (36, "spi0 (tpm)"),
+    (37, "tpm tis"),
 ];
+/// The TPM's memory-mapped TIS registers and their PLIC source (tessera-board's memmap).
+const TPM_TIS_BASE: u64 = 0x1006_0000;
+const TPM_TIS_IRQ: u32 = 37;
 /// PCI slots of the root bus a virtio-pci device may take (0 is the host bridge).
 const PCI_SLOTS: u32 = 31;
 /// Regions of the board a device must not overlap.
-const FIXED_REGIONS: [(&str, u64, u64); 9] = [
+const FIXED_REGIONS: [(&str, u64, u64); 11] = [
     ("the reset ROM", 0x1000, 0xf000),
     ("the test finisher", 0x10_0000, 0x1000),
     ("the RTC", 0x10_1000, 0x1000),
@@ -52,6 +57,8 @@ const FIXED_REGIONS: [(&str, u64, u64); 9] = [
     ("the UART", 0x1000_0000, 0x100),
     ("the PCIe ECAM", 0x3000_0000, 0x1000_0000),
     ("the PCIe MMIO window", 0x4000_0000, 0x4000_0000),
+    ("the TPM's SPI controller", 0x1005_0000, 0x1000),
+    ("the TPM's TIS registers", 0x1006_0000, 0x5000),
 ];
 
 /// A number written as an integer or a string: `"256M"`, `"0x80000000"`, `4096`.
@@ -155,6 +162,8 @@ pub struct DeviceDesc {
     pub serial: Option<String>,
     // virtio-console
     pub output: Option<String>,
+    // tpm
+    pub state: Option<String>,
     // mailbox
     pub between: Option<Vec<String>>,
     pub area: Option<Num>,
@@ -535,6 +544,7 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
         };
         match dev.kind.as_str() {
             "virtio-blk" | "virtio-console" | "nvme" => {
+                reject("state", dev.state.is_some())?;
                 reject("between", dev.between.is_some())?;
                 reject("area", dev.area.is_some())?;
                 reject("area_size", dev.area_size.is_some())?;
@@ -761,6 +771,7 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
                 });
             }
             "mailbox" => {
+                reject("state", dev.state.is_some())?;
                 for (f, p) in [
                     ("image", dev.image.is_some()),
                     ("size", dev.size.is_some()),
@@ -858,12 +869,80 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
                     area_size,
                 });
             }
+            "tpm" => {
+                for (f, p) in [
+                    ("image", dev.image.is_some()),
+                    ("size", dev.size.is_some()),
+                    ("readonly", dev.readonly.is_some()),
+                    ("serial", dev.serial.is_some()),
+                    ("output", dev.output.is_some()),
+                    ("queues", dev.queues.is_some()),
+                    ("transport", dev.transport.is_some()),
+                    ("address", dev.address.is_some()),
+                    ("irq", dev.irq.is_some()),
+                    ("between", dev.between.is_some()),
+                    ("area", dev.area.is_some()),
+                    ("area_size", dev.area_size.is_some()),
+                ] {
+                    reject(f, p)?;
+                }
+                let cluster = match &dev.cluster {
+                    Some(n) => cluster_index(&entry, "cluster", n)?,
+                    None => 0,
+                };
+                if let Some(other) = devices
+                    .iter()
+                    .find(|d| d.cluster == cluster && matches!(d.backend, Backend::Tpm { .. }))
+                {
+                    return Err(cx.err(
+                        &entry,
+                        "kind",
+                        format!(
+                            "cluster \"{}\" already has a TPM (\"{}\"); the board has one",
+                            clusters[cluster].name, other.id
+                        ),
+                    ));
+                }
+                let state = match &dev.state {
+                    Some(p) => {
+                        let dir = resolve(dir, p);
+                        match std::fs::metadata(&dir) {
+                            Ok(md) if md.is_dir() => Some(dir),
+                            Ok(_) => {
+                                return Err(cx.err(
+                                    &entry,
+                                    "state",
+                                    format!("{} is not a directory", dir.display()),
+                                ))
+                            }
+                            Err(e) => {
+                                return Err(cx.err(
+                                    &entry,
+                                    "state",
+                                    format!("{}: {e}", dir.display()),
+                                ))
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                devices.push(DevicePlan {
+                    id: dev.id.clone(),
+                    kind: dev.kind.clone(),
+                    cluster,
+                    addr: TPM_TIS_BASE,
+                    irq: TPM_TIS_IRQ,
+                    pci_slot: None,
+                    queues: 1,
+                    backend: Backend::Tpm { state },
+                });
+            }
             other => {
                 return Err(cx.err(
                     &entry,
                     "kind",
                     format!(
-                        "unknown kind \"{other}\" (supported: virtio-blk, virtio-console, mailbox)"
+                        "unknown kind \"{other}\" (supported: virtio-blk, virtio-console, nvme, tpm, mailbox)"
                     ),
                 ))
             }
@@ -999,6 +1078,7 @@ address = "0x10003000"
                 m::MAILBOX_AREA_MAX
             )
         );
+        assert_eq!((TPM_TIS_BASE, TPM_TIS_IRQ), (m::TPM_TIS.base, m::TPM_IRQ));
         let irqs: Vec<u32> = FIXED_IRQS.iter().map(|i| i.0).collect();
         let board_irqs: Vec<u32> = m::FIXED_IRQS.iter().map(|i| i.0).collect();
         assert_eq!(irqs, board_irqs);
@@ -1033,6 +1113,44 @@ address = "0x10003000"
         assert_eq!(l.devices[0].addr, 0x1000_3000);
         assert_eq!(l.devices[0].irq, 3);
         assert_eq!(l.devices[0].cluster, 1);
+    }
+
+    #[test]
+    fn a_tpm_is_swtpm_behind_the_fixed_tis_window_once_per_cluster() {
+        let dir = std::env::temp_dir().join(format!("tessera-desc-tpm-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("st")).expect("dir");
+        std::fs::write(dir.join("k.bin"), [0u8; 4096]).expect("kernel");
+        let base = r#"
+[machine]
+ram = "16M"
+[[cluster]]
+name = "a"
+isa = "riscv64"
+harts = 1
+firmware = "none"
+kernel = "k.bin"
+[[device]]
+id = "tpm0"
+kind = "tpm"
+state = "st"
+"#;
+        let l = parse(base, "tpm.toml", &dir).expect("valid");
+        let d = &l.devices[0];
+        assert_eq!((d.addr, d.irq, d.pci_slot), (0x1006_0000, 37, None));
+        assert_eq!(d.backend.program(), "swtpm");
+        assert!(matches!(&d.backend, Backend::Tpm { state: Some(p) } if p.ends_with("st")));
+        let twice = format!("{base}[[device]]\nid = \"tpm1\"\nkind = \"tpm\"\n");
+        let e = parse(&twice, "tpm.toml", &dir).expect_err("two TPMs");
+        assert!(e.to_string().contains("already has a TPM"), "{e}");
+        let e = parse(&base.replace("\"st\"", "\"k.bin\""), "tpm.toml", &dir)
+            .expect_err("state is a file");
+        assert!(e.to_string().contains("device \"tpm0\": state:"), "{e}");
+        let e = parse(&format!("{base}irq = 5\n"), "tpm.toml", &dir).expect_err("irq");
+        assert!(e.to_string().contains("device \"tpm0\": irq:"), "{e}");
+        let blk = base.replace("kind = \"tpm\"", "kind = \"virtio-blk\"\nsize = \"1M\"");
+        let e = parse(&blk, "tpm.toml", &dir).expect_err("state on a disk");
+        assert!(e.to_string().contains("device \"tpm0\": state:"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -72,6 +72,22 @@ pub enum Backend {
         readonly: bool,
         serial: Option<String>,
     },
+    /// A TPM 2.0: Debian's swtpm, its state in `state` (a directory kept across runs) or, when
+    /// `None`, in the runtime directory (gone with the machine).
+    Tpm {
+        state: Option<PathBuf>,
+    },
+}
+
+/// How tessera-cpu reaches a device's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// `--vhost-user KIND,...`
+    VhostUser(&'static str),
+    /// `--vfio-user socket=...`
+    VfioUser,
+    /// `--tpm ctrl=...`
+    Tpm,
 }
 
 impl Backend {
@@ -81,15 +97,17 @@ impl Backend {
             Backend::Blk { .. } => "tessera-blk",
             Backend::Console { .. } => "tessera-console",
             Backend::Nvme { .. } => "tessera-nvme",
+            Backend::Tpm { .. } => "swtpm",
         }
     }
 
-    /// tessera-cpu's `--vhost-user` kind; `None` for a vfio-user device.
-    pub fn vhost_kind(&self) -> Option<&'static str> {
+    /// How tessera-cpu attaches to the device's process.
+    pub fn attach(&self) -> Attach {
         match self {
-            Backend::Blk { .. } => Some("blk"),
-            Backend::Console { .. } => Some("console"),
-            Backend::Nvme { .. } => None,
+            Backend::Blk { .. } => Attach::VhostUser("blk"),
+            Backend::Console { .. } => Attach::VhostUser("console"),
+            Backend::Nvme { .. } => Attach::VfioUser,
+            Backend::Tpm { .. } => Attach::Tpm,
         }
     }
 }
@@ -167,6 +185,10 @@ impl fmt::Display for Layout {
                     ImageSource::Scratch(n) => format!("scratch disk {}", size(*n)),
                 },
                 Backend::Console { output } => format!("output {output}"),
+                Backend::Tpm { state } => match state {
+                    Some(dir) => format!("state {}", dir.display()),
+                    None => "state in the runtime directory".to_owned(),
+                },
             };
             writeln!(
                 f,
@@ -212,6 +234,11 @@ impl fmt::Display for Layout {
             for d in self.devices.iter().filter(|d| d.cluster == ci) {
                 let queues = format!("{} queue{}", d.queues, if d.queues == 1 { "" } else { "s" });
                 match d.pci_slot {
+                    None if d.backend.attach() == Attach::Tpm => writeln!(
+                        f,
+                        "  {:<10} {:#010x} irq {:<2} tpm (TIS; also on spi@10050000 irq 36, chip select 0)",
+                        d.id, d.addr, d.irq
+                    )?,
                     None => writeln!(
                         f,
                         "  {:<10} {:#010x} irq {:<2} {} (virtio-mmio, {queues})",
@@ -223,10 +250,10 @@ impl fmt::Display for Layout {
                         d.id,
                         d.irq,
                         d.kind,
-                        if d.backend.vhost_kind().is_some() {
-                            "virtio-pci"
-                        } else {
+                        if d.backend.attach() == Attach::VfioUser {
                             "vfio-user"
+                        } else {
+                            "virtio-pci"
                         }
                     )?,
                 }

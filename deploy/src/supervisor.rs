@@ -15,7 +15,7 @@
 //! Every child gets `PR_SET_PDEATHSIG(SIGKILL)`, so even a supervisor killed with SIGKILL leaves
 //! no orphan behind.
 
-use crate::layout::{Backend, Firmware, ImageSource, Layout, Serial};
+use crate::layout::{Attach, Backend, Firmware, ImageSource, Layout, Serial};
 use anyhow::{bail, Context};
 use std::fs::File;
 use std::io::{BufReader, Write};
@@ -317,6 +317,24 @@ fn program(bin_dir: Option<&Path>, name: &str) -> anyhow::Result<PathBuf> {
         })
 }
 
+/// Debian's swtpm as a TPM 2.0 with its control channel on `socket` (tessera-cpu hands it the
+/// data channel over it) and its state in `state`; its own seccomp filter kills it on a
+/// syscall it does not need.
+fn swtpm_args(state: &Path, socket: &Path) -> Vec<String> {
+    vec![
+        "socket".into(),
+        "--tpm2".into(),
+        "--tpmstate".into(),
+        format!("dir={}", state.display()),
+        "--ctrl".into(),
+        format!("type=unixio,path={}", socket.display()),
+        "--seccomp".into(),
+        "action=kill".into(),
+        "--log".into(),
+        "level=0".into(),
+    ]
+}
+
 /// How to start one piece: program, arguments, fds to hand down, stdin.
 struct Launch {
     program: PathBuf,
@@ -470,7 +488,11 @@ impl Supervisor {
         let stdio_cluster = layout.clusters.iter().any(|c| c.serial == Serial::Stdio);
         for (di, d) in layout.devices.iter().enumerate() {
             let socket = runtime.path().join(format!("{}.sock", d.id));
-            let mut args = vec!["--socket".to_owned(), socket.display().to_string()];
+            let mut args = match d.backend {
+                // swtpm's own command line; its control socket is the device's socket.
+                Backend::Tpm { .. } => Vec::new(),
+                _ => vec!["--socket".to_owned(), socket.display().to_string()],
+            };
             match &d.backend {
                 Backend::Blk {
                     image,
@@ -512,8 +534,21 @@ impl Supervisor {
                 Backend::Console { output } => {
                     args.extend(["--output".to_owned(), output.clone()]);
                 }
+                Backend::Tpm { state } => {
+                    let dir = match state {
+                        Some(dir) => dir.clone(),
+                        None => {
+                            let dir = runtime.path().join(format!("{}-state", d.id));
+                            std::fs::create_dir_all(&dir).with_context(|| {
+                                format!("creating the TPM state directory {}", dir.display())
+                            })?;
+                            dir
+                        }
+                    };
+                    args.extend(swtpm_args(&dir, &socket));
+                }
             }
-            if opts.no_sandbox {
+            if opts.no_sandbox && !matches!(d.backend, Backend::Tpm { .. }) {
                 args.push("--no-sandbox".into());
             }
             pieces.push(Piece {
@@ -585,13 +620,17 @@ impl Supervisor {
                 let socket = runtime.path().join(format!("{}.sock", d.id));
                 // PCI functions get their slot from the layout, the single place that
                 // numbers them.
-                match (d.backend.vhost_kind(), d.pci_slot) {
-                    (None, slot) => {
+                match (d.backend.attach(), d.pci_slot) {
+                    (Attach::VfioUser, slot) => {
                         let slot = slot.context("a vfio-user device without a PCI slot")?;
                         args.push("--vfio-user".into());
                         args.push(format!("socket={},slot={slot}", socket.display()));
                     }
-                    (Some(kind), Some(slot)) => {
+                    (Attach::Tpm, _) => {
+                        args.push("--tpm".into());
+                        args.push(format!("ctrl={}", socket.display()));
+                    }
+                    (Attach::VhostUser(kind), Some(slot)) => {
                         args.push("--vhost-user".into());
                         args.push(format!(
                             "{kind},socket={},queues={},transport=pci,slot={slot}",
@@ -599,7 +638,7 @@ impl Supervisor {
                             d.queues
                         ));
                     }
-                    (Some(kind), None) => {
+                    (Attach::VhostUser(kind), None) => {
                         args.push("--vhost-user".into());
                         args.push(format!(
                             "{kind},socket={},queues={},addr={:#x},irq={}",

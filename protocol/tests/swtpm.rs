@@ -10,6 +10,12 @@ use tessera_protocol::swtpm::{response_code, Swtpm, SwtpmError};
 const STARTUP_CLEAR: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x44, 0, 0];
 /// TPM2_GetRandom(16).
 const GET_RANDOM_16: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 16];
+/// SHA-256("tessera"), and SHA-256(32 zero bytes || it): PCR 16 after one extend.
+const PCR16_EXPECTED: &str = "51af4daa4b326d8432c27482086845e5599bb58ead73a5da0b4c8895ad176d7b";
+const PCR_DIGEST_TESSERA: [u8; 32] = [
+    0x2f, 0x1e, 0x83, 0xd3, 0x0f, 0xff, 0x12, 0xf1, 0x0f, 0x4a, 0x95, 0x6d, 0x08, 0xbd, 0x6b, 0x20,
+    0x0a, 0xe8, 0x9e, 0x24, 0x62, 0x1c, 0x20, 0x66, 0xc1, 0xa9, 0x02, 0xaa, 0xb2, 0xda, 0x7a, 0xcb,
+];
 /// TPM_RC_INITIALIZE: TPM2_Startup already ran.
 const RC_INITIALIZE: u32 = 0x100;
 
@@ -131,6 +137,23 @@ fn commands_run_on_a_real_swtpm_and_survive_its_restart() {
     let r = tpm.transact(&STARTUP_CLEAR).expect("Startup");
     assert_eq!(response_code(&r), Some(0), "{r:02x?}");
     random_16(&mut tpm);
+
+    // PCR 16 (resettable, zero after Startup(CLEAR)) extended with SHA-256("tessera").
+    let mut extend = vec![
+        0x80, 0x02, 0, 0, 0, 65, 0, 0, 0x01, 0x82, 0, 0, 0, 16, 0, 0, 0, 9,
+    ];
+    extend.extend_from_slice(&[0x40, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0x0b]);
+    extend.extend_from_slice(&PCR_DIGEST_TESSERA);
+    let r = tpm.transact(&extend).expect("PCR_Extend");
+    assert_eq!(response_code(&r), Some(0), "{r:02x?}");
+    let r = tpm
+        .transact(&[
+            0x80, 0x01, 0, 0, 0, 20, 0, 0, 0x01, 0x7e, 0, 0, 0, 1, 0, 0x0b, 3, 0, 0, 1,
+        ])
+        .expect("PCR_Read");
+    assert_eq!(response_code(&r), Some(0), "{r:02x?}");
+    let got: String = r[30..].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(got, PCR16_EXPECTED);
 
     // swtpm dies; a new one on the same state directory takes a new connection.
     drop(first);

@@ -59,6 +59,9 @@ pub struct FdtConfig {
     pub rng_seed: Option<[u8; 32]>,
     /// Describe the PCIe host bridge (`/soc/pci@30000000`), as QEMU's virt always does.
     pub pcie: bool,
+    /// Describe the TPM: a SiFive SPI controller with `tcg,tpm_tis-spi` on chip select 0 (Debian's
+    /// kernel drives that), and the same TIS memory-mapped (`tcg,tpm-tis-mmio`, for firmware).
+    pub tpm: bool,
 }
 
 impl Default for FdtConfig {
@@ -91,6 +94,7 @@ impl Default for FdtConfig {
             stdout_uart: true,
             rng_seed: None,
             pcie: true,
+            tpm: false,
         }
     }
 }
@@ -159,6 +163,8 @@ struct Phandles {
     cpu_intc: Vec<u32>,
     plic: u32,
     test: u32,
+    /// The SPI controller's clock (allocated last, and only with a TPM, so QEMU's numbers hold).
+    spi_clock: u32,
 }
 
 impl Phandles {
@@ -178,11 +184,13 @@ impl Phandles {
         }
         let plic = alloc();
         let test = alloc();
+        let spi_clock = alloc();
         Self {
             cpu,
             cpu_intc,
             plic,
             test,
+            spi_clock,
         }
     }
 }
@@ -432,6 +440,10 @@ fn soc_node(w: &mut FdtWriter, cfg: &FdtConfig, ph: &Phandles) -> WResult {
     )?;
     w.end_node(test)?;
 
+    if cfg.tpm {
+        tpm_nodes(w, ph)?;
+    }
+
     // QEMU's tree lists the slots from the highest address down (libfdt prepends each new node);
     // Linux probes in tree order, so keeping it keeps /dev/vdX naming identical to QEMU's.
     for m in &cfg.mailboxes {
@@ -507,6 +519,40 @@ fn soc_node(w: &mut FdtWriter, cfg: &FdtConfig, ph: &Phandles) -> WResult {
 
 /// The PCIe host bridge, as QEMU's virt describes its `gpex`: ECAM, I/O and 32/64-bit memory
 /// windows, and INTA..D of each slot swizzled onto PLIC sources 32..35.
+/// The TPM twice: behind `sifive,spi0` (with the fixed clock its driver needs; fast enough that
+/// Linux's driver polls) and memory-mapped.
+fn tpm_nodes(w: &mut FdtWriter, ph: &Phandles) -> WResult {
+    let clock = w.begin_node("spi-clock")?;
+    w.property_phandle(ph.spi_clock)?;
+    w.property_string("compatible", "fixed-clock")?;
+    w.property_u32("#clock-cells", 0)?;
+    w.property_u32("clock-frequency", 100_000_000)?;
+    w.end_node(clock)?;
+
+    let spi = w.begin_node(&format!("spi@{:x}", memmap::SPI0.base))?;
+    w.property_string("compatible", "sifive,spi0")?;
+    reg(w, memmap::SPI0)?;
+    w.property_u32("interrupts", memmap::SPI0_IRQ)?;
+    w.property_u32("interrupt-parent", ph.plic)?;
+    w.property_u32("clocks", ph.spi_clock)?;
+    w.property_u32("#address-cells", 1)?;
+    w.property_u32("#size-cells", 0)?;
+    let tpm = w.begin_node("tpm@0")?;
+    w.property_string("compatible", "tcg,tpm_tis-spi")?;
+    w.property_u32("reg", 0)?;
+    w.property_u32("spi-max-frequency", 25_000_000)?;
+    w.end_node(tpm)?;
+    w.end_node(spi)?;
+
+    let mmio = w.begin_node(&format!("tpm@{:x}", memmap::TPM_TIS.base))?;
+    w.property_string("compatible", "tcg,tpm-tis-mmio")?;
+    reg(w, memmap::TPM_TIS)?;
+    w.property_u32("interrupts", memmap::TPM_IRQ)?;
+    w.property_u32("interrupt-parent", ph.plic)?;
+    w.end_node(mmio)?;
+    Ok(())
+}
+
 fn pcie_node(w: &mut FdtWriter, ph: &Phandles) -> WResult {
     let node = w.begin_node(&format!("pci@{:x}", memmap::PCIE_ECAM.base))?;
     // interrupt-map: (device << 11, 0, 0, pin) -> (plic, irq); the mask keeps 2 slot bits.
@@ -720,6 +766,40 @@ mod tests {
     fn fdt_max_harts_builds() {
         let blob = build_fdt(&config(memmap::MAX_HARTS)).expect("build");
         assert!(blob.len() > 1000);
+    }
+
+    #[test]
+    fn fdt_tpm_is_a_spi_device_and_a_tis_window() {
+        let mut cfg = config(1);
+        assert!(!build_fdt(&cfg)
+            .map(|b| String::from_utf8_lossy(&b).contains("tpm"))
+            .unwrap_or(true));
+        cfg.tpm = true;
+        let blob = build_fdt(&cfg).expect("build");
+        let Some(dts) = dtc_decode(&blob) else { return };
+        let tree = parse_dts(&dts);
+        let spi = "/soc/spi@10050000";
+        assert_eq!(prop(&tree, spi, "compatible"), Some("\"sifive,spi0\""));
+        assert_eq!(prop(&tree, spi, "interrupts"), Some("<0x24>"));
+        assert_eq!(prop(&tree, spi, "#address-cells"), Some("<0x01>"));
+        let tpm = "/soc/spi@10050000/tpm@0";
+        assert_eq!(prop(&tree, tpm, "compatible"), Some("\"tcg,tpm_tis-spi\""));
+        assert_eq!(prop(&tree, tpm, "reg"), Some("<0x00>"));
+        let clk = prop(&tree, spi, "clocks").expect("clocks");
+        assert_eq!(prop(&tree, "/soc/spi-clock", "phandle"), Some(clk));
+        assert_eq!(
+            prop(&tree, "/soc/spi-clock", "compatible"),
+            Some("\"fixed-clock\"")
+        );
+        let mmio = "/soc/tpm@10060000";
+        assert_eq!(
+            prop(&tree, mmio, "compatible"),
+            Some("\"tcg,tpm-tis-mmio\"")
+        );
+        assert_eq!(
+            prop(&tree, mmio, "reg"),
+            Some("<0x00 0x10060000 0x00 0x5000>")
+        );
     }
 
     #[test]

@@ -142,6 +142,9 @@ pub struct MachineConfig {
     /// take the free slots, virtio-pci functions before vfio-user ones, each in order.
     pub vfio_user: Vec<VfioUserSpec>,
     pub mailboxes: Vec<MailboxConfig>,
+    /// A TPM: swtpm's control socket. Its TIS registers appear memory-mapped
+    /// ([`memmap::TPM_TIS`]) and on chip select 0 of a SiFive SPI controller ([`memmap::SPI0`]).
+    pub tpm: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +216,8 @@ pub enum BoardError {
     PciSlot(u32),
     #[error(transparent)]
     VfioUser(#[from] tessera_transport::vfio_user::VfioUserError),
+    #[error("TPM: {0}")]
+    Tpm(#[from] tessera_protocol::swtpm::SwtpmError),
     #[error("opening serial output {path}: {source}")]
     SerialFile {
         path: PathBuf,
@@ -605,6 +610,7 @@ impl Machine {
                 })
                 .collect(),
             stdout_uart: true,
+            tpm: cfg.tpm.is_some(),
             rng_seed: None,
             pcie: true,
         };
@@ -769,6 +775,23 @@ impl Machine {
                 pcie.plug(Some(slot), Arc::new(f))
                     .map_err(|_| BoardError::PciFull)?;
             }
+        }
+        if let Some(ctrl) = &cfg.tpm {
+            let backend = Arc::new(tessera_transport::swtpm::SwtpmBackend::connect(ctrl)?);
+            let tis = Arc::new(
+                tessera_devices::tpm::Tis::new(backend, plic.source(memmap::TPM_IRQ)).map_err(
+                    |source| BoardError::Thread {
+                        what: "TPM",
+                        source,
+                    },
+                )?,
+            );
+            let spi = tessera_devices::spi::SifiveSpi::new(
+                Some(Arc::new(tessera_devices::tpm::TpmSpi::new(tis.clone()))),
+                plic.source(memmap::SPI0_IRQ),
+            );
+            add(memmap::TPM_TIS, tis)?;
+            add(memmap::SPI0, Arc::new(spi))?;
         }
         let (ecam, pio, mmio) = pcie.into_windows();
         add(memmap::PCIE_ECAM, ecam)?;

@@ -81,19 +81,37 @@ pub const fn mailbox_area(n: u32) -> u64 {
 /// Largest message area of one mailbox.
 pub const MAILBOX_AREA_MAX: u64 = 0x10_0000;
 
-/// PLIC sources the board itself uses (UART0, RTC, the PCIe INTx lines); devices must not take
-/// them.
-pub const FIXED_IRQS: [(u32, &str); 6] = [
+/// The SiFive SPI controller whose chip select 0 is the TPM (`tcg,tpm_tis-spi`), when the
+/// machine has a TPM.
+pub const SPI0: Region = Region {
+    base: 0x1005_0000,
+    size: 0x1000,
+};
+/// The TPM's TIS registers, memory-mapped (`tcg,tpm-tis-mmio`), five localities.
+pub const TPM_TIS: Region = Region {
+    base: 0x1006_0000,
+    size: 0x5000,
+};
+/// PLIC source of SPI0.
+pub const SPI0_IRQ: u32 = 36;
+/// PLIC source of the memory-mapped TIS.
+pub const TPM_IRQ: u32 = 37;
+
+/// PLIC sources the board itself uses (UART0, RTC, the PCIe INTx lines, the TPM's); devices
+/// must not take them.
+pub const FIXED_IRQS: [(u32, &str); 8] = [
     (UART0_IRQ, "uart0"),
     (RTC_IRQ, "rtc"),
     (32, "pcie inta"),
     (33, "pcie intb"),
     (34, "pcie intc"),
     (35, "pcie intd"),
+    (SPI0_IRQ, "spi0 (tpm)"),
+    (TPM_IRQ, "tpm tis"),
 ];
 
 /// Fixed regions of the board that devices placed by a machine description must not overlap.
-pub const FIXED_REGIONS: [(&str, Region); 9] = [
+pub const FIXED_REGIONS: [(&str, Region); 11] = [
     ("mrom", MROM),
     ("test finisher", TEST),
     ("rtc", RTC),
@@ -103,6 +121,8 @@ pub const FIXED_REGIONS: [(&str, Region); 9] = [
     ("uart0", UART0),
     ("pcie ecam", PCIE_ECAM),
     ("pcie mmio", PCIE_MMIO),
+    ("spi0 (tpm)", SPI0),
+    ("tpm tis", TPM_TIS),
 ];
 /// PCIe ECAM.
 pub const PCIE_ECAM: Region = Region {

@@ -1,6 +1,7 @@
 //! In-process devices of the CPU process: the ones that sit on the hart's critical path
 //! (interrupt controllers, timer, console UART, test finisher, RTC), answer probes, link this
-//! process to another CPU process (mailbox), or host other devices (the PCIe host bridge).
+//! process to another CPU process (mailbox), host other devices (the PCIe host bridge, the SPI
+//! controller), or front a device process (the TPM's TIS registers in front of swtpm).
 //!
 //! Contract: every device implements [`BusDevice`] and sees offsets relative to its own base.
 //! Devices never know about harts or the translator: interrupt outputs are [`IrqLine`]s that the
@@ -14,6 +15,7 @@
 //! implementation must not call back into the device that drives it.
 //!
 //! Threads: the ACLINT and the RTC each own one timer thread, joined on drop or `shutdown()`;
+//! the TPM TIS runs commands on a worker thread of its own (it ends with the TIS);
 //! the UART's optional input reader ([`uart::spawn_stdin_reader`]) is detached.
 #![forbid(unsafe_code)]
 
@@ -24,8 +26,10 @@ mod mmio;
 pub mod pci;
 pub mod plic;
 pub mod rtc;
+pub mod spi;
 pub mod test_finisher;
 mod timer;
+pub mod tpm;
 pub mod uart;
 pub mod virtio_mmio_empty;
 
