@@ -9,14 +9,18 @@
 //!   TPM2_GetRandom per key typed; between two rounds the test SIGKILLs swtpm; the supervisor
 //!   restarts it, tessera-cpu re-initialises it (and starts it for the guest), and the next
 //!   rounds succeed.
+//! - `linux_finds_the_tpm_through_tpm_tis_spi`: Debian's kernel probes the TPM behind the SiFive
+//!   SPI controller (`tpm_tis_spi ... 2.0 TPM`), `/sys/class/tpm/tpm0/tpm_version_major` is 2,
+//!   the SHA-256 PCR files read, and the TPM is the hardware RNG that `/dev/hwrng` reads from.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use tessera_tests::console::Console;
+use tessera_tests::linux::{build_initramfs, guest_kit, tail, toml_path};
 use tessera_tests::qmp::Qmp;
 use tessera_tests::supervised::{run_machine, sigkill, wait_back};
-use tessera_tests::{guestbuild, private_dir};
+use tessera_tests::{bin_path, guestbuild, private_dir, run_with_timeout};
 
 fn swtpm_present() -> bool {
     let ok = Command::new("swtpm")
@@ -152,5 +156,83 @@ fn sigkill_of_swtpm_is_survived_and_later_commands_succeed() {
     c.send("q").expect("type");
     let st = c.wait(t).expect("wait").expect("tessera run did not exit");
     assert_eq!(st.code(), Some(0), "{}", c.transcript);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn linux_finds_the_tpm_through_tpm_tis_spi() {
+    if !swtpm_present() {
+        return;
+    }
+    let Some(kit) = guest_kit() else { return };
+    let dir = private_dir("tpm-linux");
+    let initramfs = dir.join("initramfs.cpio");
+    build_initramfs(&kit, &initramfs);
+    let desc = dir.join("linux-tpm.toml");
+    std::fs::write(
+        &desc,
+        format!(
+            r#"[machine]
+ram = "512M"
+
+[[cluster]]
+name = "app"
+isa = "riscv64"
+harts = 2
+firmware = {}
+kernel = {}
+initrd = {}
+cmdline = "console=ttyS0 earlycon=sbi panic=-1 tessera.steps=tpm"
+
+[[device]]
+id = "tpm0"
+kind = "tpm"
+"#,
+            toml_path(&kit.join("fw_dynamic.bin")),
+            toml_path(&kit.join("Image")),
+            toml_path(&initramfs),
+        ),
+    )
+    .expect("description");
+    let out = run_with_timeout(
+        Command::new(bin_path("tessera"))
+            .arg("run")
+            .arg(&desc)
+            .arg("--runtime-dir")
+            .arg(dir.join("run")),
+        Duration::from_secs(240),
+    )
+    .expect("tessera run");
+    let serial = &out.stdout;
+    let ctx = format!(
+        "serial:\n{}\nstderr:\n{}",
+        tail(serial, 50),
+        tail(&out.stderr, 20)
+    );
+    assert!(!out.timed_out, "timed out; {ctx}");
+    if let Some(l) = serial.lines().find(|l| l.contains("TESSERA-LINUX-FAIL")) {
+        panic!("/init reported a failure: {l}\n{ctx}");
+    }
+    assert!(serial.contains("TESSERA-LINUX-DONE"), "not done; {ctx}");
+    assert_eq!(out.code, Some(0), "{ctx}");
+    for step in [
+        "/dev/tpm0 appeared",
+        "tpm_tis_spi found a TPM 2.0",
+        "tpm_version_major is 2",
+        "PCR 0 (sha256)",
+        "PCR 16 (sha256)",
+        "the TPM is a hardware RNG",
+        "tpm-rng is the current RNG",
+        "32 bytes from /dev/hwrng",
+    ] {
+        assert!(
+            serial.contains(&format!("tessera-init: ok: {step}")),
+            "step {step:?} did not pass; {ctx}"
+        );
+    }
+    assert!(
+        serial.contains("sifive_spi") || serial.contains("spi0.0"),
+        "the SPI controller was not found; {ctx}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -213,6 +213,7 @@ impl BusDevice for SifiveSpi {
         match offset {
             SCKDIV => r.sckdiv = v & 0xfff,
             SCKMODE => r.sckmode = v & 3,
+            CSID if v == r.csid => {} // drivers rewrite it per message: not a change
             CSID => {
                 // Changing the target ends the old device's frame.
                 if r.selected {
@@ -298,7 +299,10 @@ mod tests {
         w(&s, CSDEF, u32::MAX);
         assert_eq!(r(&s, CSDEF), 1);
         w(&s, CSMODE, CSMODE_HOLD);
-        for b in [1u8, 2, 3] {
+        w(&s, TXDATA, 1);
+        // Linux rewrites csid (same value) before every message of a held frame.
+        w(&s, CSID, 0);
+        for b in [2u8, 3] {
             w(&s, TXDATA, u32::from(b));
         }
         w(&s, RXMARK, 2);
