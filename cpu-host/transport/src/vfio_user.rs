@@ -63,6 +63,15 @@ const CONFIG_REGION: u32 = 7;
 const INTX_IRQ: u32 = 0;
 const NUM_BARS: usize = 6;
 
+/// SET_IRQS: unmask INTx (the guest's EOI).
+const UNMASK_INTX: SetIrqs = SetIrqs {
+    action: IrqAction::Unmask,
+    data: IrqData::None,
+    index: INTX_IRQ,
+    start: 0,
+    count: 1,
+};
+
 /// How long the first connection is retried (the server may still be starting).
 const FIRST_CONNECT: Duration = Duration::from_secs(3);
 /// Backoff between reconnect attempts.
@@ -241,13 +250,17 @@ impl VfioUserPci {
         lock(&self.link.state).reconnects
     }
 
-    /// A BAR access: the guest's EOI for a pending INTx.
+    /// A BAR access: the guest's EOI for a pending INTx. The unmask is posted: it follows the
+    /// access on the socket, so the server sees the guest's doorbell first, and the vCPU does
+    /// not wait for it.
     fn eoi(&self) {
         let intx = &self.link.intx;
         if intx.asserted.swap(false, Ordering::SeqCst) {
             intx.line.set(false);
             if let Some(client) = self.link.current() {
-                self.link.unmask_intx(&client);
+                if let Err(e) = client.set_irqs_posted(&UNMASK_INTX) {
+                    tracing::warn!(path = %self.link.path, "vfio-user INTx unmask: {e}");
+                }
             }
         }
     }
@@ -485,15 +498,8 @@ impl Link {
     }
 
     fn unmask_intx(&self, client: &Client) {
-        let unmask = SetIrqs {
-            action: IrqAction::Unmask,
-            data: IrqData::None,
-            index: INTX_IRQ,
-            start: 0,
-            count: 1,
-        };
         let snapshot = self.sent.load(Ordering::SeqCst);
-        match client.set_irqs(&unmask, &[]) {
+        match client.set_irqs(&UNMASK_INTX, &[]) {
             Ok(()) => self.confirm(snapshot),
             Err(e) => tracing::warn!(path = %self.path, "vfio-user INTx unmask: {e}"),
         }

@@ -438,6 +438,19 @@ impl Client {
         Ok(())
     }
 
+    /// DEVICE_SET_IRQS without eventfds (mask, unmask, trigger by bool or none), posted like
+    /// [`region_write_posted`](Self::region_write_posted): no reply is asked for. An INTx
+    /// unmask after every interrupt is the use: it must not cost the vCPU a round trip.
+    pub fn set_irqs_posted(&self, set: &SetIrqs) -> Result<(), ClientError> {
+        if matches!(set.data, IrqData::Eventfd) {
+            return Err(ClientError::InvalidArgument {
+                command: Command::DeviceSetIrqs,
+                reason: "eventfds are not posted",
+            });
+        }
+        Ok(self.conn.post(&Request::DeviceSetIrqs(set.clone()))?)
+    }
+
     /// REGION_WRITE posted: sent with the no-reply flag, so this returns once the message is
     /// written, without waiting for the server (a PCI memory write is posted too). The server
     /// handles it in order with every other message, so a later request's reply means it was
