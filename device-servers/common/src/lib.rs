@@ -112,11 +112,21 @@ pub fn parse_args<T: clap::Parser>(name: &str) -> T {
         }
         Err(e) => {
             let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "{name}: error: {} (see --help)",
-                first.trim_start_matches("error: ")
-            );
+            let mut lines = msg.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut first = lines
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
+                .to_string();
+            // "the following required arguments were not provided:" names them on the next
+            // line: keep that on the one line.
+            if first.ends_with(':') {
+                if let Some(next) = lines.next() {
+                    first.push(' ');
+                    first.push_str(next);
+                }
+            }
+            eprintln!("{name}: error: {first} (see --help)");
             std::process::exit(2)
         }
     }

@@ -133,6 +133,61 @@ pub const CONSOLE_IO: &[Sys] = &[
     sys!(SYS_recvfrom, "a socket client's input"),
 ];
 
+/// tessera-nvme's message thread and its vfio-user reader thread: messages with their fds,
+/// the handshake, DMA maps.
+pub const VFIO_USER: &[Sys] = &[
+    sys!(SYS_recvmsg, "vfio-user messages and their fds (SCM_RIGHTS)"),
+    sys!(
+        SYS_sendmsg,
+        "vfio-user replies, and DMA_READ/DMA_WRITE requests to the client"
+    ),
+    sys!(SYS_shutdown, "ending a connection (disconnect, stop)"),
+    sys!(SYS_getsockopt, args: Args::OneOf(2, &[libc::SO_TYPE as u64]), "the handshake checks that the client's socket is a stream"),
+    sys!(SYS_setsockopt, args: Args::OneOf(2, &[libc::SO_RCVTIMEO as u64, libc::SO_SNDTIMEO as u64]), "the handshake's read timeout, the connection's write timeout"),
+    sys!(
+        SYS_newfstatat,
+        "DMA_MAP: the client's fd must be as long as the mapping (fstat)"
+    ),
+];
+
+/// tessera-nvme's DMA_MAP: only sealed memfds are mapped (a separate group: the RUNTIME group
+/// has its own fcntl row).
+pub const NVME_DMA_MAP: &[Sys] = &[
+    sys!(SYS_fcntl, args: Args::OneOf(1, &[libc::F_GET_SEALS as u64]), "DMA_MAP: the client's fd must be sealed against shrinking (F_GET_SEALS)"),
+];
+
+/// tessera-nvme's state file (`--state`), locked before the sandbox.
+pub const NVME_STATE: &[Sys] = &[sys!(
+    SYS_flock,
+    args: Args::OneOf(1, &[libc::LOCK_UN as u64]),
+    "releasing the state file's lock at exit"
+)];
+
+/// tessera-nvme's submission queue workers: the image and guest memory.
+pub const NVME_IO: &[Sys] = &[
+    sys!(SYS_pread64, "Read, Compare, through the bounce buffer"),
+    sys!(
+        SYS_pwrite64,
+        "Write through the bounce buffer; Write Zeroes without fallocate"
+    ),
+    sys!(SYS_preadv, "Read straight into mapped guest memory"),
+    sys!(SYS_pwritev, "Write straight from mapped guest memory"),
+    sys!(
+        SYS_fdatasync,
+        "Flush; FUA; writes with the volatile write cache off"
+    ),
+    sys!(
+        SYS_fallocate,
+        "Dataset Management deallocate, Write Zeroes (PUNCH_HOLE, ZERO_RANGE)"
+    ),
+];
+
+/// tessera-nvme's workers reach memory mapped without an fd through the connection.
+pub const NVME_DMA_MESSAGES: &[Sys] = &[sys!(
+    SYS_sendmsg,
+    "DMA_READ/DMA_WRITE requests for memory the client mapped without an fd"
+)];
+
 /// Calls that fail with an errno instead of killing: a probe (or a library) gets an error.
 pub const REFUSED: &[Sys] = &[
     sys!(SYS_socket, errno: EPERM, "no new sockets: every socket is made before the sandbox"),
@@ -234,6 +289,38 @@ pub static CONSOLE: ServerTable = ServerTable {
     refused: REFUSED,
 };
 
+pub static NVME: ServerTable = ServerTable {
+    server: "tessera-nvme",
+    classes: &[
+        ThreadClass {
+            name: "listener",
+            threads: "main: accepts a client, then answers its requests and runs the admin queue",
+            groups: &[RUNTIME, THREADS, LISTENER, VFIO_USER, NVME_IO, NVME_STATE],
+        },
+        ThreadClass {
+            name: "dma-map",
+            threads: "main, DMA_MAP",
+            groups: &[NVME_DMA_MAP],
+        },
+        ThreadClass {
+            name: "signals",
+            threads: "`signals`",
+            groups: &[RUNTIME, SIGNALS],
+        },
+        ThreadClass {
+            name: "vfio-user",
+            threads: "`vfio-user-server`, one per connection: reads requests, sends error replies",
+            groups: &[RUNTIME, VFIO_USER],
+        },
+        ThreadClass {
+            name: "sq-worker",
+            threads: "`nvme-sqN`, one per I/O submission queue",
+            groups: &[RUNTIME, NVME_IO, NVME_DMA_MESSAGES],
+        },
+    ],
+    refused: REFUSED,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,7 +329,7 @@ mod tests {
 
     fn all_rows() -> Vec<(&'static str, &'static Sys)> {
         let mut v: Vec<(&'static str, &'static Sys)> = Vec::new();
-        for t in [&BLK, &CONSOLE] {
+        for t in [&BLK, &CONSOLE, &NVME] {
             v.extend(t.rows().map(|r| (t.server, r)));
         }
         v.extend(REAPER.iter().map(|r| ("reaper", r)));
@@ -254,7 +341,7 @@ mod tests {
         for (server, row) in all_rows() {
             assert!(row.why.len() >= 4, "{server}: {} has no reason", row.name);
         }
-        for t in [&BLK, &CONSOLE] {
+        for t in [&BLK, &CONSOLE, &NVME] {
             for class in t.classes {
                 let mut seen = HashMap::new();
                 for r in class.rows() {
@@ -272,7 +359,7 @@ mod tests {
 
     #[test]
     fn tables_compile_with_and_without_landlock() {
-        for t in [&BLK, &CONSOLE] {
+        for t in [&BLK, &CONSOLE, &NVME] {
             for landlocked in [false, true] {
                 let p = compile(
                     t.rows(),
@@ -294,7 +381,7 @@ mod tests {
 
     #[test]
     fn what_the_acceptance_needs_is_refused() {
-        for t in [&BLK, &CONSOLE] {
+        for t in [&BLK, &CONSOLE, &NVME] {
             let action = |nr: i64| t.rows().find(|r| r.nr == nr).map(|r| r.action);
             // The probe's forbidden syscall and a few an attacker wants are absent: SIGSYS.
             for nr in [
