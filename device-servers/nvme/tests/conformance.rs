@@ -1211,3 +1211,99 @@ fn reconnect_keeps_the_controller_and_its_queues() {
     assert_eq!(got, data);
     n.still_serves(&image);
 }
+
+#[test]
+fn controller_reset_deletes_everything_and_enable_checks_the_admin_queues() {
+    let dir = TempDir::new("cc");
+    let (server, image) = start(&dir, &[]);
+    let mut n = Nvme::attach(&server);
+    // Enable refused: ASQ not page aligned → CSTS.CFS, not ready.
+    n.set_reg32(0x24, 15 << 16 | 15);
+    n.set_reg64(0x28, ASQ + 0x100);
+    n.set_reg64(0x30, ACQ);
+    n.set_reg32(0x14, 1 | 6 << 16 | 4 << 20);
+    assert_eq!(n.reg32(0x1c) & 3, 2, "CFS, not RDY");
+    n.set_reg32(0x14, 0);
+    assert_eq!(n.reg32(0x1c), 0, "reset clears CFS");
+    // A working controller with a queue pair, an AER outstanding and a feature set.
+    n.enable();
+    n.create_pair(1, 0);
+    n.submit(0, Cmd::new(0x0c));
+    assert!(n.admin(Cmd::new(0x09).cdw(10, 0x08).cdw(11, 0x0102)).ok());
+    assert!(n.write_at(1, 5, &[0x11; 512], DATA).ok());
+    // CC.EN 1 → 0: the queues are gone, the AER is dropped (no completion), features reset.
+    n.disable();
+    assert_eq!(n.reg32(0x14) & 1, 0);
+    assert_eq!(n.reg64(0x28), ASQ, "AQA/ASQ/ACQ are kept");
+    assert!(
+        n.try_cqe_raw(ACQ + 3 * 16, Duration::from_millis(100))
+            .is_none(),
+        "no AER completion"
+    );
+    n.enable();
+    assert_eq!(
+        n.admin(Cmd::new(0x0a).cdw(10, 0x08)).dw0,
+        0,
+        "coalescing back to its default"
+    );
+    // The old I/O queue does not exist any more: its doorbell is ignored, creating it works.
+    n.set_reg32(sq_doorbell(1), 3);
+    assert_eq!(
+        n.admin(Cmd::new(0x00).cdw(10, 1)).sct_sc(),
+        (1, 0x01),
+        "no SQ 1"
+    );
+    n.create_pair(1, 0);
+    // Shutdown notification: data flushed, SHST = complete; cleared again with SHN = 0.
+    n.set_reg32(0x14, 1 | 1 << 14 | 6 << 16 | 4 << 20);
+    assert_eq!(n.reg32(0x1c) >> 2 & 3, 2, "shutdown complete");
+    n.set_reg32(0x14, 1 | 6 << 16 | 4 << 20);
+    assert_eq!(n.reg32(0x1c) >> 2 & 3, 0);
+    n.still_serves(&image);
+}
+
+#[test]
+fn a_full_completion_queue_pauses_fetching_and_ien_0_never_interrupts() {
+    let dir = TempDir::new("cqfull");
+    let (server, image) = start(&dir, &[]);
+    let mut n = Nvme::attach(&server);
+    let intx = n.wire_intx();
+    n.enable();
+    signals(&intx);
+    n.cqe_drain_admin_interrupt(&intx);
+    // CQ 1 with 4 entries (3 usable) and interrupts disabled; SQ 1 on it.
+    let c = n.admin(
+        Cmd::new(0x05)
+            .prp(io_cq(1), 0)
+            .cdw(10, 1 | 3 << 16)
+            .cdw(11, 1),
+    );
+    assert!(c.ok(), "{c:?}");
+    n.track_cq(1, io_cq(1), 4);
+    assert!(n.create_sq(1, 1).ok());
+    n.cqe_drain_admin_interrupt(&intx);
+    let cids: Vec<u16> = (0..8u64)
+        .map(|i| n.queue(1, Cmd::rw(READ, i, 1).prp(DATA + i * 4096, 0)))
+        .collect();
+    n.ring(1);
+    std::thread::sleep(Duration::from_millis(200));
+    // Only three entries can be posted before the host consumes one.
+    let posted: Vec<u8> = (0..4)
+        .map(|i| n.guest.read(io_cq(1) + 16 * i, 16)[14] & 1)
+        .collect();
+    assert_eq!(
+        posted,
+        vec![1, 1, 1, 0],
+        "three completions, then the CQ is full"
+    );
+    for cid in cids {
+        assert_eq!(n.cqe(1).cid, cid, "in order, each once");
+    }
+    assert!(n.try_cqe(1, Duration::from_millis(100)).is_none());
+    assert_eq!(signals(&intx), 0, "IEN = 0: no interrupt");
+    n.create_pair(2, 0);
+    n.cqe_drain_admin_interrupt(&intx);
+    let data = vec![0x21u8; 512];
+    assert!(n.write_at(2, 100, &data, DATA).ok());
+    assert_eq!(image_bytes(&image, 100 * 512, 512), data);
+}

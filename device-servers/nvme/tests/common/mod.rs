@@ -909,6 +909,26 @@ impl Nvme {
         c
     }
 
+    /// Follow completion queue `q` (created by hand) at `base` with `size` entries.
+    pub fn track_cq(&mut self, q: u16, base: u64, size: u32) {
+        self.guest.write(base, &vec![0u8; size as usize * 16]);
+        self.cqs.insert(
+            q,
+            Cq {
+                base,
+                size,
+                head: 0,
+                phase: true,
+            },
+        );
+    }
+
+    /// Unmask INTx after admin completions (the driver consumed them) and forget the signals.
+    pub fn cqe_drain_admin_interrupt(&self, intx: &EventFd) {
+        self.unmask_intx();
+        signals(intx);
+    }
+
     /// CQ `q` with vector `iv` and SQ `q` on it.
     pub fn create_pair(&mut self, q: u16, iv: u16) {
         let c = self.create_cq(q, iv);
