@@ -579,6 +579,16 @@ impl Controller {
             tracing::debug!(q, v, "invalid submission queue doorbell write ignored");
             return Followup::None;
         }
+        // A host never takes back entries it submitted: a tail that moves backward into what
+        // is not fetched yet is stale (an old write replayed after a newer one), not new work.
+        // (The head only moves towards the tail, so this holds while the worker fetches.)
+        let n = sq.size();
+        let head = sq.head();
+        let ahead = |t: u32| (t + n - head) % n;
+        if ahead(v) < ahead(sq.tail_db()) {
+            tracing::debug!(q, v, "submission queue tail moving backward ignored");
+            return Followup::None;
+        }
         sq.set_tail_db(v);
         if q == 0 {
             Followup::Admin
