@@ -70,8 +70,10 @@
 //!   COMPLETING, so "past" is unambiguous.)
 //!
 //! Asynchronous Event Requests stay in their slot (state AER) and remain outstanding after a
-//! restart. Doorbell writes are stored before the write is answered; the client re-sends a
-//! write that got no answer (doorbell values are absolute, so that is idempotent).
+//! restart. Doorbell writes are stored before the write is answered; the client re-sends the
+//! last write to each doorbell that got no answer (values are absolute: sending the latest one
+//! again is idempotent; an older one is not, and an SQ tail moving back into entries not
+//! fetched yet is ignored as stale).
 //!
 //! A restarted (or reconnected) controller does nothing until the client has mapped DMA and
 //! wired interrupts again: processing resumes at the client's first SET_IRQS with Trigger or
