@@ -33,5 +33,5 @@ fi
 
 if [ "${1:-}" != "--no-build" ]; then
     cd "$(dirname "$0")/.."
-    cargo build --release -p tessera -p tessera-cpu -p tessera-blk -p tessera-console
+    cargo build --release -p tessera -p tessera-cpu -p tessera-blk -p tessera-console -p tessera-nvme
 fi

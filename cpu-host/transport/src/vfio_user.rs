@@ -16,8 +16,9 @@
 //!
 //! A monitor thread waits for the connection to end, then reconnects to whatever listens on
 //! the socket next (the supervisor restarts the server there) with backoff, forever, and
-//! restores what the server cannot know: the DMA map, the INTx eventfd, the command register
-//! and the guest's posted writes. It sends no DEVICE_RESET: a server that keeps its device
+//! restores what the server cannot know: the DMA map, the command register, the guest's posted
+//! writes (the last value of each register: the unconfirmed ones and those made while the
+//! server was away) and then the INTx eventfd. It sends no DEVICE_RESET: a server that keeps its device
 //! state across a restart (tessera-nvme with `--state`) resumes where it stopped; one that
 //! does not must report the loss to its guest driver itself (NVMe: CSTS.CFS).
 //!
@@ -535,20 +536,23 @@ impl Link {
     fn restore(&self, client: Client) -> Result<(), String> {
         let mut st = lock(&self.state);
         self.map_dma(&client).map_err(|e| e.to_string())?;
-        self.wire_intx(&client).map_err(|e| e.to_string())?;
         // The command register (memory decoding, bus mastering, INTx disable).
         let mut cmd = [0u8; 2];
         lock(&self.shadow).read(reg::COMMAND, &mut cmd);
         client
             .region_write(CONFIG_REGION, reg::COMMAND as u64, &cmd)
             .map_err(|e| e.to_string())?;
-        // Posted writes the old server may not have handled, then those made while it was away.
-        // (Cleared only once restored: a server that dies again gets them again.)
-        let unconfirmed: Vec<Posted> = lock(&self.unconfirmed)
+        // Posted writes the old server may not have handled, then those made while it was away:
+        // the last value of each register only (an older doorbell value written after a newer
+        // one would move a queue backwards), before the interrupts are wired, which lets a
+        // restored device resume. Cleared only once restored: a server that dies again gets
+        // them again.
+        let pending: Vec<Posted> = lock(&self.unconfirmed)
             .iter()
             .map(|(_, p)| p.clone())
+            .chain(st.posted.iter().cloned())
             .collect();
-        for p in unconfirmed {
+        for p in latest_per_register(pending) {
             if let Err(e) = client.region_write(p.region, p.offset, &p.data) {
                 if !client.is_connected() {
                     return Err(e.to_string());
@@ -556,15 +560,8 @@ impl Link {
                 tracing::warn!(path = %self.path, "vfio-user replayed write: {e}");
             }
         }
-        while let Some(p) = st.posted.front() {
-            if let Err(e) = client.region_write(p.region, p.offset, &p.data) {
-                if !client.is_connected() {
-                    return Err(e.to_string());
-                }
-                tracing::warn!(path = %self.path, "vfio-user posted write: {e}");
-            }
-            st.posted.pop_front();
-        }
+        st.posted.clear();
+        self.wire_intx(&client).map_err(|e| e.to_string())?;
         // The new server decides afresh whether INTx is pending.
         if self.intx.asserted.swap(false, Ordering::SeqCst) {
             self.intx.line.set(false);
@@ -580,6 +577,17 @@ impl Link {
         self.changed.notify_all();
         Ok(())
     }
+}
+
+/// `writes` in order, keeping of each register (region, offset, size) only its last write, at
+/// the place of that last write.
+fn latest_per_register(writes: Vec<Posted>) -> Vec<Posted> {
+    let mut out: Vec<Posted> = Vec::with_capacity(writes.len());
+    for w in writes {
+        out.retain(|o| (o.region, o.offset, o.data.len()) != (w.region, w.offset, w.data.len()));
+        out.push(w);
+    }
+    out
 }
 
 /// Waits for the server to go away, then reconnects with backoff and restores the device,
@@ -682,5 +690,37 @@ impl PciFunction for VfioUserPci {
     fn bar_write(&self, bar: usize, offset: u64, data: &[u8]) {
         self.link.write_posted(bar as u32, offset, data);
         self.eoi();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(offset: u64, v: u8) -> Posted {
+        Posted {
+            region: 0,
+            offset,
+            data: vec![v],
+        }
+    }
+
+    #[test]
+    fn replay_keeps_the_last_write_of_each_register_in_order() {
+        let got: Vec<(u64, u8)> =
+            latest_per_register(vec![w(0x1000, 1), w(0x1004, 7), w(0x1000, 2), w(0x1008, 9)])
+                .into_iter()
+                .map(|p| (p.offset, p.data[0]))
+                .collect();
+        assert_eq!(got, vec![(0x1004, 7), (0x1000, 2), (0x1008, 9)]);
+        // Same offset, other size or region: another register.
+        let mut wide = w(0x1000, 3);
+        wide.data.push(0);
+        let mut other = w(0x1000, 4);
+        other.region = 1;
+        assert_eq!(
+            latest_per_register(vec![w(0x1000, 1), wide, other]).len(),
+            3
+        );
     }
 }
