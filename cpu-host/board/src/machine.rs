@@ -766,12 +766,13 @@ impl Machine {
                 .filter(|s| s.slot.is_some() == explicit)
             {
                 let slot = pci_slot(&pcie, spec.slot)?;
-                let irq = plic.source(tessera_devices::pci::intx_irq(slot, 1));
+                let source = tessera_devices::pci::intx_irq(slot, 1);
                 let f = tessera_transport::vfio_user::VfioUserPci::connect(
                     &spec.socket,
                     ram.clone(),
-                    irq,
+                    plic.source(source),
                 )?;
+                plic.on_complete(source, f.resample_hook());
                 pcie.plug(Some(slot), Arc::new(f))
                     .map_err(|_| BoardError::PciFull)?;
             }

@@ -24,6 +24,12 @@
 //! here; Linux copes with the strict form too). Only 4-byte registers exist: partial accesses
 //! inside one register act on its bytes, accesses straddling two registers read 0 / are ignored.
 //!
+//! # Completion hooks (resampling)
+//! A device whose interrupt is an edge turned into a level (a vfio-user INTx eventfd) needs to
+//! know when the guest has handled it: [`Plic::on_complete`] registers a hook called after the
+//! guest completes that source (as KVM's resamplefd), outside the PLIC's lock, so the hook may
+//! drop and re-raise the line.
+//!
 //! # Threading
 //! One mutex for the whole state; outputs are set while it is held (so levels are never
 //! reordered between harts). Lock order: device → PLIC → hart line; an output line must not
@@ -56,8 +62,13 @@ struct State {
     out_level: Vec<bool>,
 }
 
+/// Called after the guest completes a source (see the module doc).
+pub type CompleteHook = Arc<dyn Fn() + Send + Sync>;
+
 struct Inner {
     num_sources: u32,
+    /// Completion hooks by source; a lock of their own, never held with `state`.
+    hooks: Mutex<Vec<(u32, CompleteHook)>>,
     /// 32-bit words per bitmap: enough for ids 0..=num_sources.
     words: usize,
     state: Mutex<State>,
@@ -179,7 +190,8 @@ impl Inner {
         }
     }
 
-    fn write32(&self, reg: u64, v: u32) {
+    /// Write a register; returns the source id when the write completed one.
+    fn write32(&self, reg: u64, v: u32) -> Option<u32> {
         let mut s = lock(&self.state);
         if reg < PENDING_BASE {
             let id = reg / 4;
@@ -187,7 +199,7 @@ impl Inner {
                 s.priority[id as usize] = v.min(MAX_PRIORITY);
                 self.update(&mut s);
             }
-            return;
+            return None;
         }
         if reg < ENABLE_BASE {
             tracing::debug!(
@@ -195,7 +207,7 @@ impl Inner {
                 value = v,
                 "plic: write to read-only pending bits ignored"
             );
-            return;
+            return None;
         }
         if reg < CONTEXT_BASE {
             let ctx = ((reg - ENABLE_BASE) / ENABLE_STRIDE) as usize;
@@ -204,12 +216,12 @@ impl Inner {
                 s.enable[ctx * self.words + w] = v & self.valid_mask(w);
                 self.update(&mut s);
             }
-            return;
+            return None;
         }
         let ctx = ((reg - CONTEXT_BASE) / CONTEXT_STRIDE) as usize;
         if ctx >= self.outputs.len() {
             tracing::debug!(offset = reg, "plic: write to a context that does not exist");
-            return;
+            return None;
         }
         match (reg - CONTEXT_BASE) % CONTEXT_STRIDE {
             0 => {
@@ -222,8 +234,22 @@ impl Inner {
                 let level = bit(&s.level, v);
                 assign(&mut s.pending, v, level);
                 self.update(&mut s);
+                return Some(v);
             }
             _ => {}
+        }
+        None
+    }
+
+    /// Run the completion hooks of source `id` (no PLIC lock held).
+    fn completed(&self, id: u32) {
+        let hooks: Vec<CompleteHook> = lock(&self.hooks)
+            .iter()
+            .filter(|(src, _)| *src == id)
+            .map(|(_, h)| Arc::clone(h))
+            .collect();
+        for h in hooks {
+            h();
         }
     }
 }
@@ -280,6 +306,7 @@ impl Plic {
                 words,
                 state: Mutex::new(state),
                 outputs,
+                hooks: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -311,6 +338,11 @@ impl Plic {
                 self.inner.num_sources
             ),
         }
+    }
+
+    /// Call `hook` after the guest completes source `n` (resampling a level made of edges).
+    pub fn on_complete(&self, n: u32, hook: CompleteHook) {
+        lock(&self.inner.hooks).push((n, hook));
     }
 
     /// Back to the power-on state: priorities, enables, thresholds 0, nothing claimed. Input
@@ -356,7 +388,9 @@ impl BusDevice for Plic {
             };
             l.merge(old, data)
         };
-        self.inner.write32(reg, v as u32);
+        if let Some(id) = self.inner.write32(reg, v as u32) {
+            self.inner.completed(id);
+        }
     }
 }
 
@@ -472,6 +506,34 @@ mod tests {
         assert_eq!(r32(&p, claim(3)), 5);
         assert!(!lines[1].level() && !lines[3].level());
         assert_eq!(r32(&p, claim(1)), 0);
+    }
+
+    #[test]
+    fn completion_hooks_run_after_complete_and_may_drop_the_line() {
+        let (p, lines) = plic(1);
+        let s = p.source(33);
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (hook_line, hook_calls) = (s.clone(), calls.clone());
+        // Resampling: the hook drops the source's level (it would re-raise it if still due).
+        p.on_complete(
+            33,
+            Arc::new(move || {
+                hook_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                hook_line.set(false);
+            }),
+        );
+        w32(&p, 4 * 33, 1);
+        w32(&p, enable(1, 1), 1 << 1);
+        s.set(true);
+        assert_eq!(r32(&p, claim(1)), 33);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+        w32(&p, claim(1), 33);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(!lines[1].level(), "the hook's deassert took effect");
+        // Completing another source, or one not claimed, calls nothing.
+        w32(&p, claim(1), 33);
+        w32(&p, claim(1), 34);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -34,12 +34,13 @@
 //! the old server's socket is not lost). Every [`CONFIRM_EVERY`]th write waits for its reply,
 //! which bounds that log. Configuration writes always wait.
 //!
-//! INTx is level-triggered through an automasked eventfd, as QEMU's vfio without KVM: the
-//! server's signal asserts the line and masks; the guest's next BAR access counts as its EOI
-//! (after the access: the line drops and the interrupt is unmasked, so one still pending is
-//! signalled again; a driver's completion-queue doorbell has by then told the device what was
-//! consumed, so no spurious second interrupt follows). After a reconnect the line is dropped
-//! and unmasked, so the new server re-evaluates it.
+//! INTx is level-triggered through an automasked eventfd: the server's signal asserts the line
+//! and masks. The guest's EOI drops the line and unmasks (one still due is signalled again): its
+//! completion of the interrupt at the PLIC ([`VfioUserPci::resample_hook`], as KVM's
+//! resamplefd), and also its next BAR access (as QEMU's vfio without KVM; after the access, so
+//! a driver's completion-queue doorbell has told the device what was consumed and no spurious
+//! second interrupt follows). After a reconnect the line is dropped and unmasked, so the new
+//! server re-evaluates it.
 //!
 //! Not yet: MSI/MSI-X (the board has no MSI controller), mmap of BARs.
 
@@ -251,19 +252,21 @@ impl VfioUserPci {
         lock(&self.link.state).reconnects
     }
 
-    /// A BAR access: the guest's EOI for a pending INTx. The unmask is posted: it follows the
-    /// access on the socket, so the server sees the guest's doorbell first, and the vCPU does
-    /// not wait for it.
+    /// A BAR access: the guest's EOI for a pending INTx.
     fn eoi(&self) {
-        let intx = &self.link.intx;
-        if intx.asserted.swap(false, Ordering::SeqCst) {
-            intx.line.set(false);
-            if let Some(client) = self.link.current() {
-                if let Err(e) = client.set_irqs_posted(&UNMASK_INTX) {
-                    tracing::warn!(path = %self.link.path, "vfio-user INTx unmask: {e}");
-                }
+        self.link.eoi();
+    }
+
+    /// What the interrupt controller calls when the guest completes the INTx source: the
+    /// guest's EOI even when its handler found nothing to do and touched no BAR (another hart
+    /// reaped the work first). Without it the line would stay high: an interrupt storm.
+    pub fn resample_hook(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let link = Arc::downgrade(&self.link);
+        Arc::new(move || {
+            if let Some(l) = link.upgrade() {
+                l.eoi();
             }
-        }
+        })
     }
 }
 
@@ -329,6 +332,20 @@ fn discover_bars(client: &Client, path: &str) -> Result<ConfigSpace, ClientError
 }
 
 impl Link {
+    /// The guest's EOI of a pending INTx: drop the line and unmask at the server, which signals
+    /// again if the interrupt is still due. The unmask is posted: it follows the guest's access
+    /// on the socket (so the server sees a completion doorbell first) and no vCPU waits for it.
+    fn eoi(&self) {
+        if self.intx.asserted.swap(false, Ordering::SeqCst) {
+            self.intx.line.set(false);
+            if let Some(client) = self.current() {
+                if let Err(e) = client.set_irqs_posted(&UNMASK_INTX) {
+                    tracing::warn!(path = %self.path, "vfio-user INTx unmask: {e}");
+                }
+            }
+        }
+    }
+
     /// The live connection, if any.
     fn current(&self) -> Option<Arc<Client>> {
         lock(&self.state).client.clone()
