@@ -27,7 +27,7 @@ pub mod sandbox;
 #[allow(unsafe_code)] // shared memory of the inflight area, see vhost_backend::inflight
 pub mod vhost_backend;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -338,8 +338,10 @@ where
             }
         };
         stop.set_current(stream.try_clone().ok());
+        let conn = stream.try_clone().ok();
         let mut requests = BackendReqHandler::from_stream(stream, handler.clone());
         loop {
+            let peeked = conn.as_ref().and_then(peek_request);
             match requests.handle_request() {
                 Ok(()) => {}
                 Err(
@@ -349,6 +351,10 @@ where
                     tracing::info!("frontend disconnected");
                     break;
                 }
+                // QEMU's virtio-net enables its rings before SET_FEATURES; the vhost crate
+                // refuses that without calling us or replying: do it here.
+                Err(vhost::vhost_user::Error::InactiveFeature(_))
+                    if early_enable(&handler, peeked.as_ref(), conn.as_ref()) => {}
                 Err(e) => {
                     tracing::warn!("connection ended with an error: {e}");
                     break;
@@ -368,6 +374,62 @@ where
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The next frontend message's first 20 bytes (header, and a vring state's body), read
+/// without consuming them.
+fn peek_request(conn: &UnixStream) -> Option<[u8; 20]> {
+    let mut b = [0u8; 20];
+    let n = nix::sys::socket::recv(
+        conn.as_fd().as_raw_fd(),
+        &mut b,
+        nix::sys::socket::MsgFlags::MSG_PEEK,
+    )
+    .ok()?;
+    (n == b.len()).then_some(b)
+}
+
+/// QEMU's virtio-net sends SET_VRING_ENABLE before SET_FEATURES (when its device resets), which
+/// libvhost-user accepts and the vhost crate refuses (`InactiveFeature`) without calling the
+/// handler or sending the reply QEMU waits for. If the refused message was that (`peeked`),
+/// apply it and reply; `false` for anything else.
+fn early_enable<T: Backend>(
+    handler: &Mutex<vhost_backend::Handler<T>>,
+    peeked: Option<&[u8; 20]>,
+    conn: Option<&UnixStream>,
+) -> bool {
+    use std::io::Write;
+    use vhost::vhost_user::VhostUserBackendReqHandlerMut;
+    const SET_VRING_ENABLE: u32 = 18;
+    const VERSION: u32 = 0x1;
+    const REPLY: u32 = 0x4;
+    const NEED_REPLY: u32 = 0x8;
+    let (Some(p), Some(mut conn)) = (peeked, conn) else {
+        return false;
+    };
+    let word = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+    if word(0) != SET_VRING_ENABLE || word(8) != 8 {
+        return false;
+    }
+    let (index, num) = (word(12), word(16));
+    let ok = num <= 1
+        && handler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_vring_enable(index, num == 1)
+            .is_ok();
+    tracing::debug!(index, enable = num, ok, "ring enable before SET_FEATURES");
+    if word(4) & NEED_REPLY != 0 {
+        let mut reply = [0u8; 20];
+        reply[0..4].copy_from_slice(&SET_VRING_ENABLE.to_le_bytes());
+        reply[4..8].copy_from_slice(&(VERSION | REPLY).to_le_bytes());
+        reply[8..12].copy_from_slice(&8u32.to_le_bytes());
+        reply[12..20].copy_from_slice(&u64::from(!ok).to_le_bytes());
+        if conn.write_all(&reply).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Wait until the listener has a connection (`true`) or `stop` trips (`false`).

@@ -26,7 +26,7 @@ use virtio_queue::QueueT;
 use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap, GuestRegionMmap};
 
 use super::inflight::Inflight;
-use super::worker::Worker;
+use super::worker::{Worker, WorkerEpoll};
 
 type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
 
@@ -36,6 +36,10 @@ type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
 /// ([`Inflight::is_marked`] when a request is taken).
 pub trait TrackInflight {
     fn set_inflight(&self, inflight: Option<Arc<Inflight>>);
+
+    /// A connection's vring worker `thread_index` started: `epoll` is its wait set, for fds of
+    /// the backend's own (tessera-net's tap and sockets). Called once per worker and connection.
+    fn attach_worker(&self, _thread_index: usize, _epoll: WorkerEpoll) {}
 }
 
 /// A frontend address range and the guest physical address it maps to.
@@ -85,7 +89,9 @@ where
         let mut workers = Vec::new();
         for (t, mask) in backend.queues_per_thread().into_iter().enumerate() {
             let queues: Vec<usize> = (0..vrings.len()).filter(|q| mask >> q & 1 == 1).collect();
-            workers.push(Worker::start(backend.clone(), t, queues, vrings.clone())?);
+            let worker = Worker::start(backend.clone(), t, queues, vrings.clone())?;
+            backend.attach_worker(t, worker.backend_epoll());
+            workers.push(worker);
         }
         Ok(Self {
             backend,
@@ -354,7 +360,9 @@ where
     }
 
     fn set_vring_enable(&mut self, index: u32, enable: bool) -> VhostUserResult<()> {
-        if self.acked_features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() == 0 {
+        // Offered is enough: QEMU's virtio-net enables and disables its queue pairs' rings when
+        // the device resets, before SET_FEATURES (as libvhost-user allows).
+        if self.backend.features() & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() == 0 {
             return Err(VhostUserError::InactiveFeature(
                 VhostUserVirtioFeatures::PROTOCOL_FEATURES,
             ));
@@ -471,5 +479,9 @@ where
 impl<T: TrackInflight> TrackInflight for Arc<T> {
     fn set_inflight(&self, inflight: Option<Arc<Inflight>>) {
         (**self).set_inflight(inflight)
+    }
+
+    fn attach_worker(&self, thread_index: usize, epoll: WorkerEpoll) {
+        (**self).attach_worker(thread_index, epoll)
     }
 }

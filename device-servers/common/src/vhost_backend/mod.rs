@@ -7,3 +7,4 @@ pub mod worker;
 
 pub use handler::{Handler, TrackInflight};
 pub use inflight::Inflight;
+pub use worker::WorkerEpoll;

@@ -1,7 +1,10 @@
 //! One vring worker thread: waits on the kick eventfds of the queues it serves (and its exit
 //! event) and calls the backend's `handle_event`, with the conventions of `vhost-user-backend`
 //! that our backends are written against: the thread's vrings are passed in queue order and a
-//! kick on the n-th of them is `device_event == n`.
+//! kick on the n-th of them is `device_event == n`. A backend may add fds of its own (a tap, a
+//! socket, a timer) through [`WorkerEpoll`]; their events arrive as `device_event >=
+//! WorkerEpoll::first_event()` (after the thread's queues and its exit event), with the event set
+//! epoll reported and no kick read.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -13,6 +16,59 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::event::{EventConsumer, EventNotifier};
 
 type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
+
+/// A worker's epoll as lent to its backend (`TrackInflight::attach_worker`), for the backend's own
+/// fds. Cloneable; it keeps the epoll open, not the thread alive.
+#[derive(Clone)]
+pub struct WorkerEpoll {
+    epoll: Arc<Epoll>,
+    first: u16,
+}
+
+impl WorkerEpoll {
+    /// The smallest `device_event` a backend fd may use (the thread's queue count plus one).
+    pub fn first_event(&self) -> u16 {
+        self.first
+    }
+
+    fn ctl(
+        &self,
+        op: ControlOperation,
+        fd: RawFd,
+        events: EventSet,
+        event: u16,
+    ) -> std::io::Result<()> {
+        if event < self.first {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("event {event} is below {}, the worker's own", self.first),
+            ));
+        }
+        self.epoll
+            .ctl(op, fd, EpollEvent::new(events, u64::from(event)))
+    }
+
+    /// Start watching `fd` for `events`; the worker then calls `handle_event(event, ...)`.
+    pub fn add(&self, fd: RawFd, events: EventSet, event: u16) -> std::io::Result<()> {
+        self.ctl(ControlOperation::Add, fd, events, event)
+    }
+
+    /// Change what `fd` (added before) is watched for.
+    pub fn modify(&self, fd: RawFd, events: EventSet, event: u16) -> std::io::Result<()> {
+        self.ctl(ControlOperation::Modify, fd, events, event)
+    }
+
+    /// Stop watching `fd` (not watched: not an error).
+    pub fn remove(&self, fd: RawFd) -> std::io::Result<()> {
+        match self
+            .epoll
+            .ctl(ControlOperation::Delete, fd, EpollEvent::default())
+        {
+            Err(e) if e.raw_os_error() == Some(libc_enoent()) => Ok(()),
+            r => r,
+        }
+    }
+}
 
 /// The handle the request handler keeps on a worker.
 pub struct Worker {
@@ -58,6 +114,14 @@ impl Worker {
             exit: notifier,
             thread: Some(thread),
         })
+    }
+
+    /// The worker's epoll for the backend's own fds.
+    pub fn backend_epoll(&self) -> WorkerEpoll {
+        WorkerEpoll {
+            epoll: self.epoll.clone(),
+            first: self.queues.len() as u16 + 1,
+        }
     }
 
     /// Watch (or stop watching) a kick fd for the queue with global index `queue`.
@@ -125,7 +189,12 @@ fn run<T>(
                 return;
             }
             let Some(vring) = vrings.get(id as usize) else {
-                // A backend-registered event (none of ours register any).
+                // A backend's own fd (`WorkerEpoll`): no kick to read.
+                if let Err(e) =
+                    backend.handle_event(id as u16, ev.event_set(), &vrings, thread_index)
+                {
+                    tracing::warn!("vring worker {thread_index}: {e}");
+                }
                 continue;
             };
             match vring.read_kick() {
