@@ -5,7 +5,7 @@ set -euo pipefail
 
 need_apt=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in cmake gcc-riscv64-unknown-elf opensbi u-boot-qemu device-tree-compiler xz-utils cpio e2fsprogs debian-archive-keyring swtpm swtpm-tools mtools dosfstools python3-venv; do
+for p in cmake gcc-riscv64-unknown-elf opensbi u-boot-qemu device-tree-compiler xz-utils cpio e2fsprogs debian-archive-keyring swtpm swtpm-tools mtools dosfstools python3-venv dnsmasq-base; do
     have "$p" || need_apt+=("$p")
 done
 
@@ -33,5 +33,5 @@ fi
 
 if [ "${1:-}" != "--no-build" ]; then
     cd "$(dirname "$0")/.."
-    cargo build --release -p tessera -p tessera-cpu -p tessera-blk -p tessera-console -p tessera-nvme
+    cargo build --release -p tessera -p tessera-cpu -p tessera-blk -p tessera-console -p tessera-nvme -p tessera-net
 fi
