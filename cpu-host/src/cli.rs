@@ -69,8 +69,9 @@ pub struct Cli {
     /// Write the generated device tree blob to PATH and exit.
     #[arg(long, value_name = "PATH")]
     pub dump_dtb: Option<PathBuf>,
-    /// A virtio device served by another process over vhost-user: KIND is `blk` or `console`;
-    /// SOCKET the backend's unix socket; N the number of queues (default 1); ADDR one of the
+    /// A virtio device served by another process over vhost-user: KIND is `blk`, `console` or
+    /// `net`; SOCKET the backend's unix socket; N the number of queues (for net: queue pairs;
+    /// default 1); ADDR one of the
     /// virtio-mmio slots 0x10001000..0x10008000 and IRQ its PLIC source (default: the slot's).
     /// `transport=pci` makes it a modern virtio-pci function on the PCIe root bus instead (in
     /// SLOT 1..=31, or the next free PCI slot; INTx). Repeatable: devices without addr or slot
@@ -266,9 +267,10 @@ pub fn parse_vhost_user(s: &str) -> Result<VhostUserSpec, String> {
     let kind = match parts.next() {
         Some("blk") => VhostKind::Blk,
         Some("console") => VhostKind::Console,
+        Some("net") => VhostKind::Net,
         Some(k) => {
             return Err(format!(
-                "unknown vhost-user device kind `{k}` (blk or console)"
+                "unknown vhost-user device kind `{k}` (blk, console or net)"
             ))
         }
         None => return Err("missing device kind".into()),
@@ -532,7 +534,11 @@ mod tests {
         assert_eq!(parse_tpm("ctrl=/run/t.sock"), Ok("/run/t.sock".into()));
         assert!(parse_tpm("/run/t.sock").is_err());
         assert!(parse_tpm("ctrl=").is_err());
-        assert!(parse_vhost_user("net,socket=x").is_err());
+        assert!(parse_vhost_user("gpu,socket=x").is_err());
+        assert_eq!(
+            parse_vhost_user("net,socket=n,queues=2").map(|s| (s.kind, s.queues)),
+            Ok((VhostKind::Net, 2))
+        );
         assert!(parse_vhost_user("blk").is_err());
         assert!(parse_vhost_user("blk,socket=x,queues=0").is_err());
         assert!(parse_vhost_user("blk,socket=x,color=red").is_err());

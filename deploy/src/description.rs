@@ -162,6 +162,9 @@ pub struct DeviceDesc {
     pub serial: Option<String>,
     // virtio-console
     pub output: Option<String>,
+    // virtio-net
+    pub backend: Option<String>,
+    pub mac: Option<String>,
     // tpm
     pub state: Option<String>,
     // mailbox
@@ -229,6 +232,16 @@ pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Layout, DescError> {
         cx.err(&entry, "", msg)
     })?;
     validate(&desc, &cx, dir)
+}
+
+/// Six two-digit hex bytes separated by colons, unicast (bit 0 of the first byte clear).
+fn is_mac(m: &str) -> bool {
+    let parts: Vec<&str> = m.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        && u8::from_str_radix(parts[0], 16).is_ok_and(|b| b & 1 == 0)
 }
 
 fn resolve(dir: &Path, p: &str) -> PathBuf {
@@ -543,8 +556,12 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
             }
         };
         match dev.kind.as_str() {
-            "virtio-blk" | "virtio-console" | "nvme" => {
+            "virtio-blk" | "virtio-console" | "virtio-net" | "nvme" => {
                 reject("state", dev.state.is_some())?;
+                if dev.kind != "virtio-net" {
+                    reject("backend", dev.backend.is_some())?;
+                    reject("mac", dev.mac.is_some())?;
+                }
                 reject("between", dev.between.is_some())?;
                 reject("area", dev.area.is_some())?;
                 reject("area_size", dev.area_size.is_some())?;
@@ -581,7 +598,64 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
                     Some(q) if (1..=16).contains(&q) => q as u32,
                     Some(q) => return Err(cx.err(&entry, "queues", format!("{q} is not 1..=16"))),
                 };
-                let backend = if dev.kind == "virtio-blk" || nvme {
+                let backend = if dev.kind == "virtio-net" {
+                    for (f, p) in [
+                        ("image", dev.image.is_some()),
+                        ("size", dev.size.is_some()),
+                        ("readonly", dev.readonly.is_some()),
+                        ("serial", dev.serial.is_some()),
+                        ("output", dev.output.is_some()),
+                    ] {
+                        reject(f, p)?;
+                    }
+                    let link = dev.backend.as_deref().ok_or_else(|| {
+                        cx.err(
+                            &entry,
+                            "backend",
+                            "missing: a virtio-net needs backend = \"tap:IFNAME\", \"stream:listen:PATH\" or \"stream:connect:PATH\"",
+                        )
+                    })?;
+                    let link = match link.split_once(':') {
+                        Some(("tap", ifname))
+                            if !ifname.is_empty()
+                                && ifname.len() < 16
+                                && ifname.bytes().all(|b| b.is_ascii_graphic() && b != b'/') =>
+                        {
+                            link.to_owned()
+                        }
+                        Some(("stream", rest)) => match rest.split_once(':') {
+                            Some((mode @ ("listen" | "connect"), path)) if !path.is_empty() => {
+                                format!("stream:{mode}:{}", resolve(dir, path).display())
+                            }
+                            _ => {
+                                return Err(cx.err(
+                                    &entry,
+                                    "backend",
+                                    format!("\"{link}\" is not stream:listen:PATH or stream:connect:PATH"),
+                                ))
+                            }
+                        },
+                        _ => {
+                            return Err(cx.err(
+                                &entry,
+                                "backend",
+                                format!("\"{link}\" is not tap:IFNAME (1-15 characters), stream:listen:PATH or stream:connect:PATH"),
+                            ))
+                        }
+                    };
+                    let mac = match &dev.mac {
+                        Some(m) if is_mac(m) => Some(m.to_ascii_lowercase()),
+                        Some(m) => {
+                            return Err(cx.err(
+                                &entry,
+                                "mac",
+                                format!("\"{m}\" is not a MAC address like 52:54:00:12:34:56"),
+                            ))
+                        }
+                        None => None,
+                    };
+                    Backend::Net { link, mac }
+                } else if dev.kind == "virtio-blk" || nvme {
                     reject("output", dev.output.is_some())?;
                     let image = match (&dev.image, &dev.size) {
                         (Some(p), None) => {
@@ -942,7 +1016,7 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
                     &entry,
                     "kind",
                     format!(
-                        "unknown kind \"{other}\" (supported: virtio-blk, virtio-console, nvme, tpm, mailbox)"
+                        "unknown kind \"{other}\" (supported: virtio-blk, virtio-console, virtio-net, nvme, tpm, mailbox)"
                     ),
                 ))
             }
@@ -1113,6 +1187,78 @@ address = "0x10003000"
         assert_eq!(l.devices[0].addr, 0x1000_3000);
         assert_eq!(l.devices[0].irq, 3);
         assert_eq!(l.devices[0].cluster, 1);
+    }
+
+    #[test]
+    fn virtio_net_devices_name_their_link_and_mac() {
+        let dir = std::env::temp_dir().join(format!("tessera-desc-net-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("k.bin"), [0u8; 4096]).expect("kernel");
+        let base = r#"
+[machine]
+ram = "16M"
+[[cluster]]
+name = "a"
+isa = "riscv64"
+harts = 1
+firmware = "none"
+kernel = "k.bin"
+[[device]]
+id = "net0"
+kind = "virtio-net"
+backend = "stream:listen:link.sock"
+mac = "52:54:00:AB:cd:01"
+queues = 2
+"#;
+        let l = parse(base, "net.toml", &dir).expect("valid");
+        let d = &l.devices[0];
+        assert_eq!(d.backend.program(), "tessera-net");
+        assert_eq!(d.backend.attach(), crate::layout::Attach::VhostUser("net"));
+        assert_eq!(d.queues, 2);
+        match &d.backend {
+            Backend::Net { link, mac } => {
+                assert_eq!(
+                    link,
+                    &format!("stream:listen:{}", dir.join("link.sock").display())
+                );
+                assert_eq!(mac.as_deref(), Some("52:54:00:ab:cd:01"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let tap = base.replace("stream:listen:link.sock", "tap:tap0");
+        assert!(parse(&tap, "net.toml", &dir).is_ok());
+        for (from, to, field) in [
+            ("stream:listen:link.sock", "udp:1234", "backend"),
+            ("stream:listen:link.sock", "tap:", "backend"),
+            ("stream:listen:link.sock", "tap:a/b", "backend"),
+            ("stream:listen:link.sock", "stream:bind:x", "backend"),
+            ("52:54:00:AB:cd:01", "53:54:00:ab:cd:01", "mac"),
+            ("52:54:00:AB:cd:01", "52:54:00:ab:cd", "mac"),
+            ("queues = 2", "queues = 2\nimage = \"k.bin\"", "image"),
+        ] {
+            let e = parse(&base.replace(from, to), "net.toml", &dir).expect_err(to);
+            assert!(
+                e.to_string()
+                    .contains(&format!("device \"net0\": {field}:")),
+                "{to}: {e}"
+            );
+        }
+        let e = parse(
+            &base.replace("backend = \"stream:listen:link.sock\"\n", ""),
+            "net.toml",
+            &dir,
+        )
+        .expect_err("no backend");
+        assert!(e.to_string().contains("a virtio-net needs backend"), "{e}");
+        let blk = base
+            .replace(
+                "kind = \"virtio-net\"",
+                "kind = \"virtio-blk\"\nsize = \"1M\"",
+            )
+            .replace("mac = \"52:54:00:AB:cd:01\"\n", "");
+        let e = parse(&blk, "net.toml", &dir).expect_err("backend on a disk");
+        assert!(e.to_string().contains("device \"net0\": backend:"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -72,6 +72,13 @@ pub enum Backend {
         readonly: bool,
         serial: Option<String>,
     },
+    /// A virtio-net device served by tessera-net: `link` is its `--backend` (tap:IFNAME,
+    /// stream:listen:PATH, stream:connect:PATH), `mac` its address (the server's default when
+    /// `None`).
+    Net {
+        link: String,
+        mac: Option<String>,
+    },
     /// A TPM 2.0: Debian's swtpm, its state in `state` (a directory kept across runs) or, when
     /// `None`, in the runtime directory (gone with the machine).
     Tpm {
@@ -97,6 +104,7 @@ impl Backend {
             Backend::Blk { .. } => "tessera-blk",
             Backend::Console { .. } => "tessera-console",
             Backend::Nvme { .. } => "tessera-nvme",
+            Backend::Net { .. } => "tessera-net",
             Backend::Tpm { .. } => "swtpm",
         }
     }
@@ -106,6 +114,7 @@ impl Backend {
         match self {
             Backend::Blk { .. } => Attach::VhostUser("blk"),
             Backend::Console { .. } => Attach::VhostUser("console"),
+            Backend::Net { .. } => Attach::VhostUser("net"),
             Backend::Nvme { .. } => Attach::VfioUser,
             Backend::Tpm { .. } => Attach::Tpm,
         }
@@ -185,6 +194,10 @@ impl fmt::Display for Layout {
                     ImageSource::Scratch(n) => format!("scratch disk {}", size(*n)),
                 },
                 Backend::Console { output } => format!("output {output}"),
+                Backend::Net { link, mac } => match mac {
+                    Some(m) => format!("{link}, mac {m}"),
+                    None => link.clone(),
+                },
                 Backend::Tpm { state } => match state {
                     Some(dir) => format!("state {}", dir.display()),
                     None => "state in the runtime directory".to_owned(),

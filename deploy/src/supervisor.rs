@@ -534,6 +534,13 @@ impl Supervisor {
                 Backend::Console { output } => {
                     args.extend(["--output".to_owned(), output.clone()]);
                 }
+                Backend::Net { link, mac } => {
+                    args.extend(["--backend".to_owned(), link.clone()]);
+                    if let Some(m) = mac {
+                        args.extend(["--mac".to_owned(), m.clone()]);
+                    }
+                    args.extend(["--queues".to_owned(), d.queues.to_string()]);
+                }
                 Backend::Tpm { state } => {
                     let dir = match state {
                         Some(dir) => dir.clone(),

@@ -30,6 +30,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 pub enum Kind {
     Blk,
     Console,
+    Net,
 }
 
 impl Kind {
@@ -37,20 +38,25 @@ impl Kind {
         match self {
             Kind::Blk => virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK,
             Kind::Console => virtio_bindings::virtio_ids::VIRTIO_ID_CONSOLE,
+            Kind::Net => virtio_bindings::virtio_ids::VIRTIO_ID_NET,
         }
     }
     pub fn name(self) -> &'static str {
         match self {
             Kind::Blk => "blk",
             Kind::Console => "console",
+            Kind::Net => "net",
         }
     }
     /// Virtqueues of a device with `requested` request queues: virtio-blk has one per request
-    /// queue; virtio-console (no MULTIPORT) always has its receiveq and transmitq.
+    /// queue; virtio-console (no MULTIPORT) always has its receiveq and transmitq; virtio-net
+    /// a receiveq and a transmitq per queue pair, then its controlq (virtio 1.2 §5.1.2), which
+    /// the backend serves too.
     fn virtqueues(self, requested: usize) -> usize {
         match self {
             Kind::Blk => requested.max(1),
             Kind::Console => 2,
+            Kind::Net => 2 * requested.max(1) + 1,
         }
     }
     /// Size of the device's config space that the frontend forwards (virtio 1.2 §5.2.4, §5.3.4).
@@ -58,6 +64,9 @@ impl Kind {
         match self {
             Kind::Blk => 60,
             Kind::Console => 12,
+            // mac, status, max_virtqueue_pairs, mtu (§5.1.4; speed and later need features we
+            // do not offer).
+            Kind::Net => 12,
         }
     }
 }
@@ -157,7 +166,7 @@ fn handshake(
                 wanted: queues,
             });
         }
-    } else if kind == Kind::Blk && queues > 1 {
+    } else if (kind == Kind::Blk && queues > 1) || (kind == Kind::Net && queues > 3) {
         // Several request queues need MQ; other devices' queue counts are fixed by type.
         return Err(VhostUserError::Queues {
             offered: 1,
