@@ -80,8 +80,8 @@ RECV="tessera.net_role=recv"
 # rate LOG: MB/s from the sender's markers in LOG ("-" if missing).
 rate() {
     awk -v mib="$mib" '
-        /^TESSERA-NET-SEND-BEGIN/ { split($2, a, "="); b = a[2] }
-        /^TESSERA-NET-SEND-END/ { split($2, a, "="); e = a[2] }
+        /^TESSERA-NET-SEND-BEGIN/ { split($2, a, "="); b = a[2] + 0 }
+        /^TESSERA-NET-SEND-END/ { split($2, a, "="); e = a[2] + 0 }
         END { if (b == "" || e == "" || e <= b) print "-"; else printf "%.1f\n", mib * 1.048576 / (e - b) }' "$1"
 }
 
