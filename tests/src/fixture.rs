@@ -49,6 +49,52 @@ pub fn wait_for_path(path: &Path) {
     panic!("{} did not appear", path.display());
 }
 
+/// `len` pseudo-random bytes from `seed` (xorshift64): test payloads that are reproducible.
+pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A FAT image of `size` bytes at `image` holding `data` as the file `name` (Debian's
+/// dosfstools and mtools), for firmware to `load`.
+pub fn fat_image_with_file(image: &Path, size: u64, name: &str, data: &[u8]) {
+    let payload = image.with_extension("payload");
+    std::fs::write(&payload, data).expect("payload");
+    std::fs::File::create(image)
+        .and_then(|f| f.set_len(size))
+        .expect("image");
+    let run = |cmd: &mut std::process::Command, package: &str| {
+        let out = cmd.output().unwrap_or_else(|e| {
+            panic!("{cmd:?}: {e} (install Debian's `{package}`; scripts/setup.sh does)")
+        });
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(
+        std::process::Command::new("mkfs.vfat").arg(image),
+        "dosfstools",
+    );
+    run(
+        std::process::Command::new("mcopy")
+            .arg("-i")
+            .arg(image)
+            .arg(&payload)
+            .arg(format!("::{name}")),
+        "mtools",
+    );
+    let _ = std::fs::remove_file(&payload);
+}
+
 /// CRC-32 (IEEE 802.3), as U-Boot's `crc32` command computes it.
 pub fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;

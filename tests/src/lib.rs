@@ -13,5 +13,5 @@ pub mod qmp;
 pub mod supervised;
 pub mod virtio;
 
-pub use fixture::{crc32, private_dir, wait_for_path};
+pub use fixture::{crc32, fat_image_with_file, private_dir, wait_for_path, xorshift_bytes};
 pub use proc::{bin_path, run_with_timeout, ChildGuard, RunOutput};

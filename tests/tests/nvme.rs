@@ -26,7 +26,9 @@ use tessera_tests::linux::{
 };
 use tessera_tests::qmp::Qmp;
 use tessera_tests::supervised::{run_machine, sigkill, wait_back, Moments};
-use tessera_tests::{bin_path, crc32, private_dir, run_with_timeout};
+use tessera_tests::{
+    bin_path, crc32, fat_image_with_file, private_dir, run_with_timeout, xorshift_bytes,
+};
 
 const OPENSBI_JUMP: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 const UBOOT_SMODE: &str = "/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin";
@@ -38,32 +40,8 @@ const SERIAL: &str = "TESSERA-NVME-T1";
 fn uboot_lists_tessera_nvme_and_a_virtio_pci_disk_and_loads_from_the_disk() {
     let dir = private_dir("nvme-uboot");
     let disk = dir.join("disk.img");
-    let payload = dir.join("rand.bin");
-    let mut x = 0x0bad_cafe_1234_5678u64;
-    let data: Vec<u8> = (0..100 * 1024 + 13)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(&payload, &data).expect("payload");
-    std::fs::File::create(&disk)
-        .and_then(|f| f.set_len(16 << 20))
-        .expect("image");
-    run_ok(
-        Command::new("mkfs.vfat").arg(&disk),
-        "mkfs.vfat (dosfstools)",
-    );
-    run_ok(
-        Command::new("mcopy")
-            .arg("-i")
-            .arg(&disk)
-            .arg(&payload)
-            .arg("::RAND.BIN"),
-        "mcopy (mtools)",
-    );
+    let data = xorshift_bytes(0x0bad_cafe_1234_5678, 100 * 1024 + 13);
+    fat_image_with_file(&disk, 16 << 20, "RAND.BIN", &data);
     std::fs::write(
         dir.join("machine.toml"),
         format!(

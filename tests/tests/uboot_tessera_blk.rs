@@ -6,22 +6,13 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tessera_tests::console::Console;
-use tessera_tests::{bin_path, crc32, private_dir, wait_for_path, ChildGuard};
+use tessera_tests::{
+    bin_path, crc32, fat_image_with_file, private_dir, wait_for_path, xorshift_bytes, ChildGuard,
+};
 
 const OPENSBI_JUMP: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 const UBOOT_SMODE: &str = "/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin";
 const T: Duration = Duration::from_secs(90);
-
-fn run_ok(cmd: &mut Command, package: &str) {
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!("{cmd:?}: {e} (install Debian's `{package}`; scripts/setup.sh does)")
-    });
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn uboot_on_tessera_loads_a_file_and_writes_a_sector_through_tessera_blk() {
@@ -36,29 +27,8 @@ fn uboot_on_tessera_uses_tessera_blk_as_a_virtio_pci_disk() {
 fn uboot_with_tessera_blk(transport: &str) {
     let dir = private_dir(&format!("uboot-tessera-blk-{transport}"));
     let image = dir.join("disk.img");
-    let payload = dir.join("rand.bin");
-    let mut x = 0x1234_5678_9abc_def1u64;
-    let data: Vec<u8> = (0..150 * 1024 + 77)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(&payload, &data).expect("payload");
-    std::fs::File::create(&image)
-        .and_then(|f| f.set_len(16 << 20))
-        .expect("image");
-    run_ok(Command::new("mkfs.vfat").arg(&image), "dosfstools");
-    run_ok(
-        Command::new("mcopy")
-            .arg("-i")
-            .arg(&image)
-            .arg(&payload)
-            .arg("::RAND.BIN"),
-        "mtools",
-    );
+    let data = xorshift_bytes(0x1234_5678_9abc_def1, 150 * 1024 + 77);
+    fat_image_with_file(&image, 16 << 20, "RAND.BIN", &data);
     let before = std::fs::read(&image).expect("image");
 
     let sock = dir.join("blk.sock");
