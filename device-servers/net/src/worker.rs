@@ -362,7 +362,13 @@ impl Pair {
     }
 
     /// Take transmit chains and send their frames. Returns `true` when it stopped early
-    /// (backpressure or budget), with a way back arranged (OUT watch or wake event).
+    /// (backpressure or budget), with a way back arranged (OUT watch or wake event); `false`
+    /// when the ring looked empty (the caller then asks for a kick).
+    ///
+    /// `true` must never be returned without that way back: the caller leaves the kick off,
+    /// so the queue would never be looked at again. A stream that runs out of room is flushed
+    /// here and the draining goes on if that made room; whether the stream still holds bytes
+    /// (and so has its OUT watch) is decided after the last flush, not before it.
     fn drain_tx(&mut self, ctx: &Ctx) -> bool {
         let Some(mem) = &ctx.mem else {
             return false;
@@ -371,16 +377,21 @@ impl Pair {
         let mut st = ctx.tx.get_mut();
         let guard = mem.memory();
         let old = st.get_queue().next_used();
-        let mut stalled = false;
+        let mut budget_spent = false;
         let mut n = 0;
         loop {
             if !self.tx_room() {
-                stalled = true;
-                break;
+                // Make room: send what is queued; stop while the peer takes no more.
+                if let Err(why) = self.flush_stream() {
+                    self.drop_stream(&why);
+                }
+                if !self.tx_room() {
+                    break;
+                }
             }
             if n == TX_BUDGET {
                 let _ = self.wake.write(1);
-                stalled = true;
+                budget_spent = true;
                 break;
             }
             let q = st.get_queue_mut();
@@ -412,13 +423,16 @@ impl Pair {
             }
         }
         drop(st);
-        match self.flush_stream() {
-            Ok(true) => {}
-            Ok(false) => stalled = true,
-            Err(why) => self.drop_stream(&why),
-        }
+        // Bytes left unsent: the OUT watch (set below) brings the worker back to this queue.
+        let unsent = match self.flush_stream() {
+            Ok(all_out) => !all_out,
+            Err(why) => {
+                self.drop_stream(&why);
+                false
+            }
+        };
         self.sync_watches();
-        stalled
+        budget_spent || unsent
     }
 
     /// Whether another frame can be taken for the backend now.
@@ -612,5 +626,126 @@ fn read_stream(s: &mut Stream, buf: &mut [u8], hdr_len: usize) -> Got {
             ReadOutcome::WouldBlock => return Got::Nothing,
             ReadOutcome::Closed(why) => return Got::Closed(why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::testring::{mem, Ring, AVAIL, D, DESC, USED};
+    use std::os::unix::net::UnixStream;
+    use vm_memory::{Bytes, GuestAddress};
+
+    const SIZE: u16 = 256;
+    /// An Ethernet frame of the MTU: 44 of them (4-byte length each) pass the stream's 64 KiB.
+    const FRAME: usize = 1514;
+
+    fn vring(m: &Mem, ready: bool) -> VringRwLock<Mem> {
+        let v = VringRwLock::new(m.clone(), SIZE).unwrap();
+        if ready {
+            v.set_queue_size(SIZE);
+            v.set_queue_info(DESC, AVAIL, USED).unwrap();
+            v.set_queue_event_idx(true);
+            v.set_queue_ready(true);
+            v.set_enabled(true);
+        }
+        v
+    }
+
+    fn used_idx(m: &vm_memory::GuestMemoryMmap) -> u16 {
+        m.read_obj(GuestAddress(USED + 2)).unwrap()
+    }
+
+    /// The regression of an intermittent guest-to-guest TCP stall: a transmit drain that ran
+    /// out of stream room (more than 64 KiB taken at once) and then flushed everything to the
+    /// peer reported "stopped early" with neither bytes left for an OUT watch nor a wake, and
+    /// with EVENT_IDX no kick was asked for either: the queue was never looked at again.
+    #[test]
+    fn a_transmit_drain_past_the_stream_room_never_leaves_the_queue_unwatched() {
+        let d = std::env::temp_dir().join(format!("tessera-net-worker-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("peer.sock");
+        let mut s = Stream::listen(&p).unwrap();
+        let peer = UnixStream::connect(&p).unwrap();
+        peer.set_nonblocking(true).unwrap();
+        assert!(s.accept());
+        let mut pair = Pair::new(0, Io::Stream(s)).unwrap();
+
+        let m = mem();
+        let gm = Mem::new(m.clone());
+        let mut ring = Ring::new(&m, SIZE);
+        let frames = 60u16;
+        for i in 0..frames {
+            let at = 0x10_0000 + 0x800 * u64::from(i);
+            let mut buf = vec![0u8; HDR_LEN + FRAME];
+            buf[HDR_LEN..].fill(i as u8);
+            m.write_slice(&buf, GuestAddress(at)).unwrap();
+            ring.post(&[D::r(at, buf.len() as u32)]);
+        }
+        let (rx, tx) = (vring(&gm, false), vring(&gm, true));
+        let ctx = Ctx {
+            rx: &rx,
+            tx: &tx,
+            rx_queue: 0,
+            tx_queue: 1,
+            mem: Some(gm.clone()),
+            neg: Negotiated::new(1 << virtio_bindings::virtio_config::VIRTIO_F_VERSION_1),
+            guest: Offloads::default(),
+            active: true,
+            inflight: None,
+        };
+
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            pair.on_tx_kick(&ctx);
+            // Whatever stopped the drain must bring the worker back: bytes queued (OUT
+            // watch), the wake event, or a kick asked for at the device's position.
+            let pending = match &mut pair.io {
+                Io::Stream(s) => s.conn().map_or(0, |c| c.enc.pending()),
+                Io::Tap(_) => 0,
+            };
+            let woken = pair.wake.read().is_ok();
+            let next_avail = tx.queue_next_avail();
+            let avail_event: u16 = m
+                .read_obj(GuestAddress(USED + 4 + 8 * u64::from(SIZE)))
+                .unwrap();
+            if used_idx(&m) < frames {
+                assert!(
+                    pending > 0 || woken || avail_event == next_avail,
+                    "{} of {frames} chains taken, nothing queued, no wake, avail_event \
+                     {avail_event} behind {next_avail}: the queue is never looked at again",
+                    used_idx(&m)
+                );
+            }
+            // The peer reads what arrived; the OUT watch would then fire.
+            let mut chunk = [0u8; 65536];
+            while let Ok(n) = (&peer).read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&chunk[..n]);
+            }
+            if used_idx(&m) == frames && pending == 0 {
+                break;
+            }
+            if pending > 0 {
+                pair.on_event(T_DATA, EventSet::OUT, &ctx);
+            }
+        }
+        assert_eq!(used_idx(&m), frames, "every chain completed");
+        let mut rest = &got[..];
+        for i in 0..frames {
+            let (len, tail) = rest.split_first_chunk::<4>().unwrap();
+            assert_eq!(u32::from_be_bytes(*len) as usize, FRAME);
+            assert!(
+                tail[..FRAME].iter().all(|&b| b == i as u8),
+                "frame {i} in order"
+            );
+            rest = &tail[FRAME..];
+        }
+        assert!(rest.is_empty());
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
