@@ -7,7 +7,7 @@
 
 use crate::device_state::DeviceState;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tessera_devices::{BusDevice, IrqLine};
 
 /// Register offsets (virtio 1.2 §4.2.2, table "MMIO Device Register Layout").
@@ -73,8 +73,15 @@ pub struct QueueState {
 
 /// The interrupt of one transport: InterruptStatus plus the wire to the interrupt controller.
 /// Level-triggered: the line is asserted while any status bit is set.
+///
+/// A status change and the line update that follows it are one step under `update`: the
+/// device's interrupt thread raises while vCPUs acknowledge, and without it an acknowledgement
+/// could drop the line after a raise that came between its status change and its line update
+/// (status set, line low: the interrupt is lost, and with EVENT_IDX the device never signals
+/// that queue again).
 pub struct Interrupt {
     status: AtomicU32,
+    update: Mutex<()>,
     line: Arc<dyn IrqLine>,
 }
 
@@ -82,20 +89,27 @@ impl Interrupt {
     pub fn new(line: Arc<dyn IrqLine>) -> Self {
         Self {
             status: AtomicU32::new(0),
+            update: Mutex::new(()),
             line,
         }
     }
+    fn updating(&self) -> MutexGuard<'_, ()> {
+        self.update.lock().unwrap_or_else(PoisonError::into_inner)
+    }
     /// Set status `bits` and assert the line (called from the device's interrupt thread).
     pub fn raise(&self, bits: u32) {
+        let _u = self.updating();
         self.status.fetch_or(bits, Ordering::AcqRel);
         self.line.set(true);
     }
     pub(crate) fn ack(&self, bits: u32) {
+        let _u = self.updating();
         if self.status.fetch_and(!bits, Ordering::AcqRel) & !bits == 0 {
             self.line.set(false);
         }
     }
     pub(crate) fn clear(&self) {
+        let _u = self.updating();
         self.status.store(0, Ordering::Release);
         self.line.set(false);
     }
@@ -104,6 +118,7 @@ impl Interrupt {
     }
     /// Read and clear every status bit, dropping the line (virtio-pci's ISR register).
     pub(crate) fn take(&self) -> u32 {
+        let _u = self.updating();
         let v = self.status.swap(0, Ordering::AcqRel);
         if v != 0 {
             self.line.set(false);
@@ -326,6 +341,57 @@ mod tests {
     }
     fn w32(d: &VirtioMmio, off: u64, v: u32) {
         d.write(off, &v.to_le_bytes());
+    }
+
+    /// A line whose first drop lets the device's interrupt thread raise in the middle of it
+    /// (waiting a while for that raise to finish), as it may while a vCPU acknowledges.
+    #[derive(Default)]
+    struct RacyLine {
+        level: AtomicBool,
+        armed: AtomicBool,
+        interrupt: std::sync::OnceLock<std::sync::Weak<Interrupt>>,
+        raiser: Mutex<Option<std::thread::JoinHandle<()>>>,
+    }
+    impl IrqLine for RacyLine {
+        fn set(&self, level: bool) {
+            if !level && self.armed.swap(false, Ordering::SeqCst) {
+                if let Some(i) = self.interrupt.get().and_then(std::sync::Weak::upgrade) {
+                    let (done, finished) = std::sync::mpsc::channel();
+                    let t = std::thread::spawn(move || {
+                        i.raise(INT_USED_BUFFER);
+                        let _ = done.send(());
+                    });
+                    let _ = finished.recv_timeout(std::time::Duration::from_millis(200));
+                    *self.raiser.lock().expect("lock") = Some(t);
+                }
+            }
+            self.level.store(level, Ordering::SeqCst);
+        }
+    }
+
+    /// The regression of a lost interrupt: a raise between an acknowledgement's (or an ISR
+    /// read's) status change and its line update left the status set and the line low.
+    #[test]
+    fn a_raise_racing_an_acknowledgement_keeps_the_line_up() {
+        for via_isr_read in [false, true] {
+            let line = Arc::new(RacyLine::default());
+            let i = Arc::new(Interrupt::new(line.clone()));
+            line.interrupt.set(Arc::downgrade(&i)).expect("set once");
+            i.raise(INT_USED_BUFFER);
+            line.armed.store(true, Ordering::SeqCst);
+            if via_isr_read {
+                assert_eq!(i.take(), INT_USED_BUFFER);
+            } else {
+                i.ack(INT_USED_BUFFER);
+            }
+            let raiser = line.raiser.lock().expect("lock").take();
+            raiser.expect("the racing raise ran").join().expect("join");
+            assert_eq!(i.status(), INT_USED_BUFFER, "the second raise is pending");
+            assert!(
+                line.level.load(Ordering::SeqCst),
+                "status set but the line low (ISR read: {via_isr_read}): the interrupt is lost"
+            );
+        }
     }
 
     #[test]
