@@ -14,7 +14,7 @@
 //!   file's MD5.
 //! - `sigkill_of_tessera_nvme_during_linux_io_loses_nothing`: the same guest writes and
 //!   verifies its file round after round while the test SIGKILLs `tessera-nvme` in the middle
-//!   of each round; the supervisor restarts it, tessera-cpu reconnects, the new server resumes
+//!   of each round (and once replaces it through QMP's `x-device-restart`: SIGTERM); the supervisor restarts it, tessera-cpu reconnects, the new server resumes
 //!   the controller from its state file, and every round passes.
 
 use std::path::PathBuf;
@@ -417,7 +417,13 @@ fn sigkill_of_tessera_nvme_during_linux_io_loses_nothing() {
         let pid = wait_back(&mut q, &mut c, "nvme0", u64::from(round) - 1);
         // Somewhere in the round's writing (it takes seconds at this size).
         std::thread::sleep(moments.between(100, 900));
-        sigkill(pid);
+        if round == 3 {
+            // A replacement on purpose (SIGTERM, then a new server) must hand over as well.
+            let (r, _) = q.execute_with("x-device-restart", serde_json::json!({"id": "nvme0"}));
+            assert!(r.get("return").is_some(), "x-device-restart: {r}");
+        } else {
+            sigkill(pid);
+        }
     }
     // The last round needs the server back to finish.
     wait_back(&mut q, &mut c, "nvme0", u64::from(ROUNDS));
@@ -432,6 +438,18 @@ fn sigkill_of_tessera_nvme_during_linux_io_loses_nothing() {
         "not every round passed:\n{}",
         tail(&serial, 60)
     );
+    // The controller was restored each time, not reset: the driver never timed out.
+    for sign in [
+        "nvme nvme0: I/O tag",
+        "resetting controller",
+        "controller is down",
+    ] {
+        assert!(
+            !serial.contains(sign),
+            "the guest's driver saw {sign:?}: a restart was not transparent\n{}",
+            tail(&serial, 60)
+        );
+    }
     fx.check("Tessera with kills", &serial, mib, ROUNDS);
     let _ = std::fs::remove_dir_all(&fx.dir);
 }

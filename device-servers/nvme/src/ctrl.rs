@@ -277,18 +277,17 @@ impl Controller {
         tracing::info!("device reset");
     }
 
-    /// Clean exit (SIGTERM/SIGINT): drain the workers, flush the image, clear the persisted
-    /// state (a clean shutdown leaves nothing to replay).
+    /// Clean exit (SIGTERM/SIGINT): drain the workers and flush the image. The persisted state
+    /// is kept: a supervisor that stops this server to replace it (QMP `x-device-restart`)
+    /// expects the successor to carry on with the guest's queues. Stale state never reaches a
+    /// new machine: its client sends DEVICE_RESET first, and a supervisor's state file lives
+    /// in the machine's runtime directory.
     pub fn shutdown(&mut self) {
         self.sh.gate.store(false, Ordering::SeqCst);
         self.stop_all_workers();
         if let Err(e) = self.sh.disk.flush() {
             tracing::warn!("flushing the image at exit: {e}");
         }
-        let _t = self.dma_write();
-        self.sh
-            .st
-            .init(u32::from(self.sh.info.queues), self.sh.disk.blocks());
     }
 
     // ---- DMA and interrupts ---------------------------------------------------------------

@@ -80,9 +80,10 @@
 //! its first BAR0 access, whichever comes first. Then it replays the slots, looks at the
 //! doorbells, and raises the interrupt of every completion queue the host has not drained.
 //!
-//! The state is cleared (nothing left to replay) by a Controller Level Reset (CC.EN 1 → 0), by
-//! VFIO DEVICE_RESET (sent by the client when a machine starts, never on a reconnect) and by a
-//! clean exit on SIGTERM/SIGINT. A state file written for another `--queues` or image size, or
+//! The state is cleared (nothing left to replay) by a Controller Level Reset (CC.EN 1 → 0) and
+//! by VFIO DEVICE_RESET (sent by the client when a machine starts, never on a reconnect). A
+//! clean exit on SIGTERM/SIGINT drains the workers and keeps the state, so that a server
+//! stopped to be replaced (QMP `x-device-restart`) hands the guest's queues to its successor. A state file written for another `--queues` or image size, or
 //! damaged, is not restored (the server says why and starts fresh). Without `--state` the same
 //! area is anonymous memory: a restarted server starts fresh. The file is locked (`flock`)
 //! while a server uses it; a new server waits up to 5 s for a dying one to let go.
