@@ -704,6 +704,10 @@ impl Nvme {
 
     /// Admin queues, CC.EN = 1 with 64/16-byte I/O entries; waits for CSTS.RDY.
     pub fn enable(&mut self) {
+        // Fresh queue memory, as a driver allocates it: completions left in the ring by an
+        // earlier enable would otherwise carry the phase bit a new ring starts with.
+        self.guest
+            .write(ACQ, &vec![0u8; ADMIN_ENTRIES as usize * 16]);
         self.set_reg32(0x24, (ADMIN_ENTRIES - 1) << 16 | (ADMIN_ENTRIES - 1));
         self.set_reg64(0x28, ASQ);
         self.set_reg64(0x30, ACQ);
@@ -866,6 +870,9 @@ impl Nvme {
     }
 
     pub fn create_cq(&mut self, q: u16, iv: u16) -> Cqe {
+        // Zeroed before the controller may write to it (a stale entry has a phase bit too).
+        self.guest
+            .write(io_cq(q), &vec![0u8; IO_ENTRIES as usize * 16]);
         let c = self.admin(
             Cmd::new(0x05)
                 .prp(io_cq(q), 0)
@@ -873,8 +880,6 @@ impl Nvme {
                 .cdw(11, 1 | 2 | u32::from(iv) << 16),
         );
         if c.ok() {
-            self.guest
-                .write(io_cq(q), &vec![0u8; IO_ENTRIES as usize * 16]);
             self.cqs.insert(
                 q,
                 Cq {
