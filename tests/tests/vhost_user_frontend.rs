@@ -6,23 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tessera_tests::console::Console;
-use tessera_tests::{bin_path, crc32, private_dir, run_with_timeout, wait_for_path, ChildGuard};
+use tessera_tests::{
+    bin_path, crc32, private_dir, run_with_timeout, wait_for_path, xorshift_bytes, ChildGuard,
+};
 
 const OPENSBI_JUMP: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 const UBOOT_SMODE: &str = "/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin";
-
-/// Deterministic pseudo-random bytes.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn storage_daemon(dir: &Path, image: &Path) -> (ChildGuard, PathBuf) {
     let sock = dir.join("qsd.sock");
@@ -50,7 +39,7 @@ fn storage_daemon(dir: &Path, image: &Path) -> (ChildGuard, PathBuf) {
 fn uboot_reads_and_writes_a_disk_served_by_qemu_storage_daemon() {
     let dir = private_dir("vhost-user-qsd");
     let image = dir.join("disk.img");
-    let data = pattern(1 << 20, 0x9e37_79b9_7f4a_7c15);
+    let data = xorshift_bytes(0x9e37_79b9_7f4a_7c15, 1 << 20);
     std::fs::write(&image, &data).expect("image");
     let (mut qsd, sock) = storage_daemon(&dir, &image);
 

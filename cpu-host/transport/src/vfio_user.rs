@@ -5,7 +5,8 @@
 //! DEVICE_GET_INFO, DEVICE_RESET (a new machine never inherits a device's old state), DMA_MAP
 //! of every guest RAM region with its memfd (the server reads and writes guest memory
 //! directly; DMA_READ/WRITE messages are served from the same RAM), REGION_INFO of the six
-//! BARs, and INTx wired to an eventfd whose signals raise the function's INTA line.
+//! BARs, and INTx (IRQ_INFO, then SET_IRQS) wired to an eventfd whose signals raise the
+//! function's INTA line.
 //!
 //! Configuration space is the server's (REGION_READ/WRITE of region 7), except the BAR
 //! registers, which this side emulates as QEMU's vfio does: the guest's addresses matter only
@@ -500,6 +501,18 @@ impl Link {
 
     /// Hand the server our INTx eventfd.
     fn wire_intx(&self, client: &Client) -> Result<(), VfioUserError> {
+        // IRQ_INFO first: a device without INTx simply never interrupts.
+        match client.irq_info(INTX_IRQ) {
+            Ok(info) if info.count >= 1 => {}
+            Ok(_) => {
+                tracing::debug!(path = %self.path, "vfio-user: the device has no INTx");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::debug!(path = %self.path, "vfio-user: IRQ_INFO for INTx: {e}");
+                return Ok(());
+            }
+        }
         let theirs = self.intx.efd.try_clone().map_err(VfioUserError::Eventfd)?;
         let set = SetIrqs {
             action: IrqAction::Trigger,
@@ -509,8 +522,7 @@ impl Link {
             count: 1,
         };
         if let Err(e) = client.set_irqs(&set, &[theirs.as_fd()]) {
-            // A device without INTx simply never interrupts.
-            tracing::debug!(path = %self.path, "vfio-user: no INTx: {e}");
+            tracing::warn!(path = %self.path, "vfio-user: wiring INTx: {e}");
         }
         Ok(())
     }
