@@ -5,8 +5,8 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tessera_board::machine::{
-    Firmware, MachineConfig, MailboxConfig, RamConfig, Serial, VfioUserSpec, VhostKind,
-    VhostUserSpec, VirtioTransport,
+    Firmware, JitConfig, MachineConfig, MailboxConfig, RamConfig, Serial, TierMode, VfioUserSpec,
+    VhostKind, VhostUserSpec, VirtioTransport,
 };
 use tessera_board::memmap::Region;
 use tessera_shm::GuestRam;
@@ -92,6 +92,27 @@ pub struct Cli {
     /// Print instruction counts, translation figures and guest MIPS to stderr at exit.
     #[arg(long)]
     pub stats: bool,
+    /// Which translator tiers run guest code: `interp` (the interpreter only), `jit` (every
+    /// block compiled with Cranelift before its first run) or `auto` (interpreted first; blocks
+    /// that get hot are compiled in the background). The environment variable sets the default
+    /// (how test suites run every machine on one tier).
+    #[arg(long, value_enum, default_value_t = Tier::Auto, env = "TESSERA_TIER")]
+    pub tier: Tier,
+    /// `--tier auto`: tier-0 runs of a block after which it is compiled.
+    #[arg(long, value_name = "N", default_value_t = tessera_board::machine::DEFAULT_JIT_THRESHOLD,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub jit_threshold: u32,
+    /// `--tier auto`: background compiler threads.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jit_threads: u32,
+}
+
+/// `--tier`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tier {
+    Interp,
+    Jit,
+    Auto,
 }
 
 /// `--shared-ram`, parsed.
@@ -234,7 +255,24 @@ impl Cli {
             vhost_user: self.vhost_user.clone(),
             vfio_user: self.vfio_user.clone(),
             tpm: self.tpm.clone(),
+            jit: self.jit_config(),
         })
+    }
+}
+
+impl Cli {
+    fn jit_config(&self) -> Option<JitConfig> {
+        let mode = match self.tier {
+            Tier::Interp => TierMode::Interp,
+            Tier::Jit => TierMode::Jit,
+            Tier::Auto => TierMode::Auto,
+        };
+        let mut cfg = JitConfig::for_mode(mode)?;
+        if mode == TierMode::Auto {
+            cfg.threshold = self.jit_threshold;
+            cfg.threads = self.jit_threads as usize;
+        }
+        Some(cfg)
     }
 }
 

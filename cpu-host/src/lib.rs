@@ -105,6 +105,22 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                 counts(&h.exceptions),
                 h.pauses
             );
+            if let Some(t) = &h.tier {
+                let native = h.cache.native_insns;
+                eprintln!(
+                    "tessera-cpu: hart{i}: jit: {} blocks compiled ({} refused, {} KiB code, {} \
+                     code resets), {:.3} s compiling; instructions: {} compiled ({:.1}%), {} \
+                     interpreted",
+                    t.compiled,
+                    t.failed,
+                    t.code_bytes >> 10,
+                    t.resets,
+                    t.compile_ns as f64 / 1e9,
+                    native,
+                    100.0 * native as f64 / (h.icount.max(1)) as f64,
+                    h.icount.saturating_sub(native)
+                );
+            }
         }
         let secs = elapsed.as_secs_f64();
         eprintln!(

@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use tessera_dbt::cache::{BlockCache, CacheStats};
 use tessera_dbt::mem::{HostRegion, Mmio, PhysMap};
+use tessera_dbt::native::{CodeTier, TierStats};
 use tessera_dbt::reset_gate::ResetGate;
 use tessera_dbt::VcpuSignals;
 use tessera_devices::{
@@ -19,6 +20,8 @@ use tessera_devices::{
     MailboxSide, Plic, TestFinisher, Uart, VirtioMmioEmpty,
 };
 use tessera_isa_riscv64::{irq, Hart, HartConfig};
+use tessera_jit::{Jit, JitTier};
+pub use tessera_jit::{JitConfig, TierMode, DEFAULT_THRESHOLD as DEFAULT_JIT_THRESHOLD};
 use tessera_shm::GuestRam;
 pub use tessera_transport::vhost_user::Kind as VhostKind;
 use tessera_transport::vhost_user::VhostUserDevice;
@@ -145,6 +148,8 @@ pub struct MachineConfig {
     /// A TPM: swtpm's control socket. Its TIS registers appear memory-mapped
     /// ([`memmap::TPM_TIS`]) and on chip select 0 of a SiFive SPI controller ([`memmap::SPI0`]).
     pub tpm: Option<PathBuf>,
+    /// The compiled tier (`None`: interpreter only; see [`JitConfig::for_mode`]).
+    pub jit: Option<JitConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +272,8 @@ pub struct HartStats {
     pub exceptions: [u64; 32],
     /// Spin-wait hints executed.
     pub pauses: u64,
+    /// The compiled tier's counters, if it ran.
+    pub tier: Option<TierStats>,
 }
 
 #[derive(Debug)]
@@ -372,6 +379,7 @@ pub struct Machine {
     rtc: Arc<GoldfishRtc>,
     mailboxes: Vec<Arc<Mailbox>>,
     stdin: bool,
+    jit: Option<JitConfig>,
 }
 
 fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, BoardError> {
@@ -896,6 +904,7 @@ impl Machine {
             rtc,
             mailboxes,
             stdin: cfg.serial == Serial::Stdio,
+            jit: cfg.jit,
         })
     }
 
@@ -928,15 +937,43 @@ impl Machine {
         }
         let mut threads: Vec<JoinHandle<HartStats>> = Vec::new();
         let gate = Arc::new(ResetGate::new(self.harts.len()));
+        let jit = match self.jit {
+            Some(cfg) if Jit::supported() => match Jit::new(cfg) {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    tracing::warn!("compiled tier unavailable, interpreting only: {e}");
+                    None
+                }
+            },
+            Some(_) => {
+                tracing::warn!("no compiled tier for this host: interpreting only");
+                None
+            }
+            None => None,
+        };
         for (i, mut hart) in self.harts.into_iter().enumerate() {
             let signals = hart.signals().clone();
             let stopper = self.stopper.clone();
             let gate = gate.clone();
+            let jit = jit.clone();
             let t = std::thread::Builder::new()
                 .name(format!("hart{i}"))
                 .spawn(move || {
                     let mut cache = BlockCache::new();
-                    tessera_dbt::exec::run(&mut *hart, &mut cache, &signals, Some(&gate));
+                    let mut tier = jit.and_then(|j| match JitTier::new(&j) {
+                        Ok(t) => Some(t),
+                        Err(e) => {
+                            tracing::warn!("hart {i}: compiled tier unavailable: {e}");
+                            None
+                        }
+                    });
+                    tessera_dbt::exec::run(
+                        &mut *hart,
+                        &mut cache,
+                        &signals,
+                        Some(&gate),
+                        tier.as_mut().map(|t| t as &mut dyn CodeTier),
+                    );
                     signals.mark_exited();
                     // One hart stopping for any reason stops the machine.
                     stopper.stop(ExitReason::Stopped);
@@ -949,6 +986,7 @@ impl Machine {
                         interrupts: hart.interrupts_taken,
                         exceptions: hart.exceptions_taken,
                         pauses: hart.pauses,
+                        tier: tier.as_ref().map(|t| t.stats()),
                     }
                 })
                 .map_err(|source| BoardError::Thread {

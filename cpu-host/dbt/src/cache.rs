@@ -12,6 +12,7 @@
 //! its physical address, which the guest computes under the new translation.
 
 use crate::ir::{Block, MAX_LINKS};
+use crate::native::LinkTable;
 use rustc_hash::FxHashMap as HashMap;
 
 const NO_LINK: u32 = u32::MAX;
@@ -35,7 +36,14 @@ pub struct CacheStats {
     pub page_remaps: u64,
     /// Blocks dropped because code they were translated from was written.
     pub invalidated: u64,
+    /// Guest instructions retired in compiled code (the rest ran in the interpreter).
+    pub native_insns: u64,
 }
+
+/// [`BlockCache::heat`] of a block that must not be compiled (the compiler refused it).
+pub const HEAT_NEVER: u32 = u32::MAX;
+/// [`BlockCache::heat`] of a block whose compilation is under way.
+pub const HEAT_PENDING: u32 = u32::MAX - 1;
 
 pub struct BlockCache {
     blocks: Vec<Block>,
@@ -62,6 +70,12 @@ pub struct BlockCache {
     vpage_blocks: HashMap<u64, Vec<u32>>,
     /// Bumped by every full flush: block indices from an older generation mean nothing.
     generation: u64,
+    /// Tier-0 dispatches of each block (or [`HEAT_NEVER`] / [`HEAT_PENDING`]).
+    heat: Vec<u32>,
+    /// Entry of each block's compiled code (0: none).
+    native: Vec<usize>,
+    /// The chain links compiled code follows, for blocks handed to a compiler.
+    tables: Vec<Option<Box<LinkTable>>>,
     pub stats: CacheStats,
 }
 
@@ -87,6 +101,9 @@ impl BlockCache {
             page_blocks: HashMap::default(),
             vpage_blocks: HashMap::default(),
             generation: 0,
+            heat: Vec::new(),
+            native: Vec::new(),
+            tables: Vec::new(),
             stats: CacheStats::default(),
         }
     }
@@ -213,6 +230,9 @@ impl BlockCache {
         self.links_epoch.push(self.epoch);
         self.checked.push(self.epoch);
         self.incoming.push(Vec::new());
+        self.heat.push(0);
+        self.native.push(0);
+        self.tables.push(None);
         self.map.insert(key, idx);
         self.jmp[Self::jmp_index(key.0)] = (key.0, key.1, idx, self.epoch);
         self.stats.translated += 1;
@@ -259,6 +279,84 @@ impl BlockCache {
                 inc.push((from, n));
             }
         }
+        let entry = self.native.get(to as usize).copied().unwrap_or(0);
+        self.set_table_link(from, n, entry as u64);
+    }
+
+    /// Mirror link `n` of `from` into its compiled code's link table (if it has one).
+    fn set_table_link(&mut self, from: u32, n: u8, entry: u64) {
+        let epoch = self.epoch;
+        if let Some(Some(t)) = self.tables.get_mut(from as usize) {
+            if t.epoch != epoch {
+                *t.as_mut() = LinkTable {
+                    epoch,
+                    ..LinkTable::default()
+                };
+            }
+            if let Some(slot) = t.target.get_mut(n as usize) {
+                *slot = entry;
+            }
+        }
+    }
+
+    /// The current translation epoch (compiled code follows links of this epoch only).
+    #[inline(always)]
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Entry of block `idx`'s compiled code, if it has some.
+    #[inline(always)]
+    pub fn native(&self, idx: u32) -> Option<usize> {
+        self.native.get(idx as usize).copied().filter(|&e| e != 0)
+    }
+
+    /// Count a tier-0 dispatch of block `idx`; returns its heat before this one.
+    #[inline(always)]
+    pub fn heat_up(&mut self, idx: u32) -> u32 {
+        match self.heat.get_mut(idx as usize) {
+            Some(h) if *h < HEAT_PENDING => {
+                let old = *h;
+                *h += 1;
+                old
+            }
+            Some(h) => *h,
+            None => HEAT_NEVER,
+        }
+    }
+
+    /// Set block `idx`'s heat (e.g. [`HEAT_PENDING`], or 0 to count again).
+    pub fn set_heat(&mut self, idx: u32, heat: u32) {
+        if let Some(h) = self.heat.get_mut(idx as usize) {
+            *h = heat;
+        }
+    }
+
+    /// Address of block `idx`'s link table (made on first use; stable until a flush).
+    pub fn link_table(&mut self, idx: u32) -> Option<usize> {
+        let t = self.tables.get_mut(idx as usize)?;
+        let t = t.get_or_insert_with(Box::default);
+        Some(t.as_ref() as *const LinkTable as usize)
+    }
+
+    /// Block `idx` now has compiled code at `entry`: links into it that compiled code follows
+    /// start going there directly.
+    pub fn set_native(&mut self, idx: u32, entry: usize) {
+        if !self.is_valid(idx) {
+            return;
+        }
+        if let Some(e) = self.native.get_mut(idx as usize) {
+            *e = entry;
+        }
+        self.set_heat(idx, HEAT_NEVER);
+        let incoming = self.incoming.get(idx as usize).cloned().unwrap_or_default();
+        for (from, n) in incoming {
+            if self.links_epoch.get(from as usize) == Some(&self.epoch)
+                && self.link(from, n) == Some(idx)
+            {
+                self.set_table_link(from, n, entry as u64);
+            }
+        }
     }
 
     /// Drop every block (e.g. the guest's instruction-cache flush).
@@ -272,6 +370,9 @@ impl BlockCache {
         self.map.clear();
         self.page_blocks.clear();
         self.vpage_blocks.clear();
+        self.heat.clear();
+        self.native.clear();
+        self.tables.clear();
         self.jmp.fill(NO_JMP);
         self.generation += 1;
         self.stats.full_flushes += 1;
@@ -321,6 +422,9 @@ impl BlockCache {
         };
         *v = false;
         self.unlink_incoming(idx);
+        if let Some(e) = self.native.get_mut(idx as usize) {
+            *e = 0; // its code stays in memory, unreachable, until the tier's next reset
+        }
         let b = &self.blocks[idx as usize];
         let key = (b.pc, b.mode, b.phys_pc);
         if self.map.get(&key) == Some(&idx) {
@@ -342,6 +446,11 @@ impl BlockCache {
             {
                 if *l == idx {
                     *l = NO_LINK;
+                    if let Some(Some(t)) = self.tables.get_mut(from as usize) {
+                        if let Some(slot) = t.target.get_mut(n as usize) {
+                            *slot = 0;
+                        }
+                    }
                 }
             }
         }

@@ -3,10 +3,17 @@
 //!
 //! Chained blocks run in a tight inner loop whose only checks between blocks are the vCPU's
 //! request word and one atomic load of its signal word (pending interrupt lines + stop).
+//!
+//! With a compiled tier ([`CodeTier`]), blocks start in the interpreter and are handed to the
+//! compiler when they get hot; finished code is installed at the next boundary, and from then
+//! on the block runs compiled. Compiled blocks chain to each other directly; they return here
+//! only for a link not made yet, an indirect jump, or boundary work.
 
 use crate::cache::BlockCache;
+use crate::cache::{HEAT_NEVER, HEAT_PENDING};
 use crate::guest::Guest;
 use crate::interp::{exec_block, BlockExit};
+use crate::native::{self, CodeTier, CompileInfo, NativeEnv};
 use crate::reset_gate::{ResetGate, LOCKSTEP_BLOCKS};
 use crate::signals::{VcpuSignals, ATTENTION, PAUSE_LINE, STOP_LINE};
 use crate::state::request;
@@ -18,6 +25,7 @@ pub fn run<G: Guest>(
     cache: &mut BlockCache,
     signals: &VcpuSignals,
     gate: Option<&ResetGate>,
+    tier: Option<&mut dyn CodeTier>,
 ) {
     if let Some(gate) = gate {
         let stopped = run_lockstep(g, cache, signals, gate);
@@ -26,7 +34,10 @@ pub fn run<G: Guest>(
             return;
         }
     }
-    run_chained(g, cache, signals);
+    match tier {
+        Some(t) => run_tiered(g, cache, signals, t),
+        None => run_chained(g, cache, signals),
+    }
 }
 
 /// Work between blocks. Returns true when the vCPU must stop.
@@ -108,6 +119,152 @@ fn run_chained<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &VcpuSignal
             };
         }
     }
+}
+
+/// The run loop with a compiled tier: as [`run_chained`], but a block with compiled code runs
+/// that, and a tier-0 block is counted and handed to the compiler when hot.
+fn run_tiered<G: Guest>(
+    g: &mut G,
+    cache: &mut BlockCache,
+    signals: &VcpuSignals,
+    tier: &mut dyn CodeTier,
+) {
+    let mut env = native::env_for(g, signals.pending_word());
+    let mut tier_generation = cache.generation();
+    let threshold = tier.threshold();
+    let mut since_poll = 0u32;
+    loop {
+        if boundary(g, cache, signals) {
+            return;
+        }
+        install_compiled(g, cache, tier, &mut tier_generation);
+        let Some(mut idx) = find_or_translate(g, cache) else {
+            continue;
+        };
+        loop {
+            let exit = if let Some(entry) = cache.native(idx) {
+                let before = g.cpu_ref().icount;
+                env.cpu = g.cpu() as *mut _;
+                env.guest = g as *mut G as *mut std::ffi::c_void;
+                env.epoch = cache.epoch();
+                // SAFETY: `entry` came from this tier in this cache generation (a reset follows
+                // every flush before anything new is installed), and `env` points at this
+                // vCPU, which nothing else touches until the call returns.
+                let code = unsafe { tier.enter(entry, &mut env as *mut NativeEnv) };
+                cache.stats.native_insns += g.cpu_ref().icount.wrapping_sub(before);
+                let exit = native::exit_of(code);
+                if let BlockExit::Link(_) = exit {
+                    idx = env.last as u32; // the block that returned, after direct chaining
+                }
+                exit
+            } else {
+                let heat = cache.heat_up(idx);
+                if heat == threshold && heat < HEAT_PENDING {
+                    compile(g, cache, tier, idx, threshold, &mut tier_generation);
+                    if cache.native(idx).is_some() {
+                        continue; // run it compiled right away
+                    }
+                }
+                exec_block::<G, true>(g, cache.get(idx), signals)
+            };
+            since_poll += 1;
+            if since_poll >= 1024 {
+                // A guest that chains for long without returning still gets its code installed.
+                since_poll = 0;
+                break;
+            }
+            idx = match exit {
+                BlockExit::Link(n) => match cache.link(idx, n) {
+                    Some(to) => to,
+                    None => {
+                        let generation = cache.generation();
+                        match find_or_translate(g, cache) {
+                            Some(to) => {
+                                if cache.generation() == generation {
+                                    cache.set_link(idx, n, to);
+                                }
+                                to
+                            }
+                            None => break,
+                        }
+                    }
+                },
+                BlockExit::Indirect => match find_or_translate(g, cache) {
+                    Some(to) => to,
+                    None => break,
+                },
+                BlockExit::Lookup => break,
+            };
+        }
+    }
+}
+
+/// A cache flush dropped every block: free their compiled code before installing new code.
+fn sync_generation(cache: &BlockCache, tier: &mut dyn CodeTier, tier_generation: &mut u64) {
+    if cache.generation() != *tier_generation {
+        tier.reset();
+        *tier_generation = cache.generation();
+    }
+}
+
+/// Hand block `idx` to the compiler (in the background, or now with threshold 0).
+fn compile<G: Guest>(
+    g: &mut G,
+    cache: &mut BlockCache,
+    tier: &mut dyn CodeTier,
+    idx: u32,
+    threshold: u32,
+    tier_generation: &mut u64,
+) {
+    sync_generation(cache, tier, tier_generation);
+    let Some(links) = cache.link_table(idx) else {
+        return;
+    };
+    let info = CompileInfo { index: idx, links };
+    if threshold == 0 {
+        match tier.compile_now(cache.get(idx), info) {
+            Some(entry) => cache.set_native(idx, entry),
+            None if tier.wants_reset() => {
+                // Code memory is full: start over (the block is compiled again when next seen).
+                flush_all(g, cache);
+                sync_generation(cache, tier, tier_generation);
+            }
+            None => cache.set_heat(idx, HEAT_NEVER),
+        }
+    } else if tier.submit(cache.get(idx), info, cache.generation()) {
+        cache.set_heat(idx, HEAT_PENDING);
+    } else {
+        cache.set_heat(idx, 0); // the queue is full: count again
+    }
+}
+
+/// Install what the compiler finished; start over when code memory is full.
+fn install_compiled<G: Guest>(
+    g: &mut G,
+    cache: &mut BlockCache,
+    tier: &mut dyn CodeTier,
+    tier_generation: &mut u64,
+) {
+    sync_generation(cache, tier, tier_generation);
+    let generation = cache.generation();
+    tier.poll(&mut |idx, gen, entry| {
+        if gen != generation {
+            return; // compiled for blocks a flush dropped
+        }
+        match entry {
+            Some(e) => cache.set_native(idx, e),
+            None => cache.set_heat(idx, HEAT_NEVER),
+        }
+    });
+    if tier.wants_reset() {
+        flush_all(g, cache);
+        sync_generation(cache, tier, tier_generation);
+    }
+}
+
+fn flush_all<G: Guest>(g: &mut G, cache: &mut BlockCache) {
+    cache.flush();
+    g.cpu().code_pages.clear();
 }
 
 fn find_or_translate<G: Guest>(g: &mut G, cache: &mut BlockCache) -> Option<u32> {

@@ -22,6 +22,10 @@ pub enum BlockExit {
     Lookup,
 }
 
+/// Most runs of a self-looping block in one call: the run loop then sees the block again (and
+/// counts it towards compilation).
+const IN_PLACE_SPINS: u32 = 64;
+
 #[inline(always)]
 fn sext32(v: u64) -> u64 {
     v as u32 as i32 as i64 as u64
@@ -99,6 +103,7 @@ pub fn exec_block<G: Guest, const IN_PLACE: bool>(
     signals: &VcpuSignals,
 ) -> BlockExit {
     let mut base = g.cpu_ref().icount;
+    let mut spins = 0u32;
     macro_rules! r {
         ($s:expr) => {
             g.cpu().regs[$s as usize]
@@ -160,7 +165,8 @@ pub fn exec_block<G: Guest, const IN_PLACE: bool>(
             if c.requests != 0 || signals.pending() & (c.irq_enabled | ATTENTION) != 0 {
                 return BlockExit::Lookup;
             }
-            if IN_PLACE && $target == b.pc {
+            if IN_PLACE && $target == b.pc && spins < IN_PLACE_SPINS {
+                spins += 1;
                 base = c.icount;
                 continue $lbl;
             }
@@ -249,49 +255,27 @@ pub fn exec_block<G: Guest, const IN_PLACE: bool>(
                     s,
                 } => {
                     sync(g, b, base, i);
-                    let va = r!(a);
-                    let src = r!(s);
-                    let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::ReadModifyWrite)
-                    else {
-                        return BlockExit::Lookup;
-                    };
-                    // SAFETY: the guest returned the host address of a naturally aligned,
-                    // writable RAM location of this size.
-                    let old = unsafe { amo(h, size_log2, op, src) };
-                    r!(d) = old;
+                    let (va, src) = (r!(a), r!(s));
+                    match atomic_rmw(g, va, size_log2, op, src) {
+                        Ok(v) => r!(d) = v,
+                        Err(Trapped) => return BlockExit::Lookup,
+                    }
                 }
                 Op::LoadReserved { size_log2, d, a } => {
                     sync(g, b, base, i);
                     let va = r!(a);
-                    let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::LoadReserved)
-                    else {
-                        return BlockExit::Lookup;
-                    };
-                    // SAFETY: aligned RAM location (guest contract of `atomic_addr`).
-                    let raw = unsafe { mem::load(h, size_log2 as u32) };
-                    let c = g.cpu();
-                    c.reservation = crate::state::Reservation {
-                        valid: true,
-                        host: h,
-                        size_log2,
-                        value: raw,
-                    };
-                    c.regs[d as usize] = if size_log2 == 2 { sext32(raw) } else { raw };
+                    match load_reserved(g, va, size_log2) {
+                        Ok(v) => r!(d) = v,
+                        Err(Trapped) => return BlockExit::Lookup,
+                    }
                 }
                 Op::StoreCond { size_log2, d, a, s } => {
                     sync(g, b, base, i);
-                    let va = r!(a);
-                    let src = r!(s);
-                    let Ok(h) = g.atomic_addr(va, size_log2 as u32, AtomicKind::StoreConditional)
-                    else {
-                        return BlockExit::Lookup;
-                    };
-                    let res = std::mem::take(&mut g.cpu().reservation);
-                    let ok = res.valid && res.host == h && res.size_log2 == size_log2 && {
-                        // SAFETY: aligned, writable RAM location (guest contract of `atomic_addr`).
-                        unsafe { cas(h, size_log2, res.value, src) }
-                    };
-                    r!(d) = (!ok) as u64;
+                    let (va, src) = (r!(a), r!(s));
+                    match store_conditional(g, va, size_log2, src) {
+                        Ok(v) => r!(d) = v,
+                        Err(Trapped) => return BlockExit::Lookup,
+                    }
                 }
                 Op::Fence => std::sync::atomic::fence(SeqCst),
                 Op::ExitEq {
@@ -448,12 +432,57 @@ pub fn exec_block<G: Guest, const IN_PLACE: bool>(
         let Some(link) = link else {
             return BlockExit::Indirect;
         };
-        if IN_PLACE && next == b.pc {
+        if IN_PLACE && next == b.pc && spins < IN_PLACE_SPINS {
+            spins += 1;
             base = c.icount;
             continue 'block;
         }
         return BlockExit::Link(link);
     }
+}
+
+/// `Op::Amo`: the old value (sign-extended for 32 bits). Shared with compiled tiers.
+pub(crate) fn atomic_rmw<G: Guest>(
+    g: &mut G,
+    va: u64,
+    size_log2: u8,
+    op: AmoOp,
+    src: u64,
+) -> Result<u64, Trapped> {
+    let h = g.atomic_addr(va, size_log2 as u32, AtomicKind::ReadModifyWrite)?;
+    // SAFETY: the guest returned the host address of a naturally aligned, writable RAM
+    // location of this size.
+    Ok(unsafe { amo(h, size_log2, op, src) })
+}
+
+/// `Op::LoadReserved`: the loaded value; the reservation is taken.
+pub(crate) fn load_reserved<G: Guest>(g: &mut G, va: u64, size_log2: u8) -> Result<u64, Trapped> {
+    let h = g.atomic_addr(va, size_log2 as u32, AtomicKind::LoadReserved)?;
+    // SAFETY: aligned RAM location (guest contract of `atomic_addr`).
+    let raw = unsafe { mem::load(h, size_log2 as u32) };
+    g.cpu().reservation = crate::state::Reservation {
+        valid: true,
+        host: h,
+        size_log2,
+        value: raw,
+    };
+    Ok(if size_log2 == 2 { sext32(raw) } else { raw })
+}
+
+/// `Op::StoreCond`: 0 when the store happened, 1 when not. Clears the reservation.
+pub(crate) fn store_conditional<G: Guest>(
+    g: &mut G,
+    va: u64,
+    size_log2: u8,
+    src: u64,
+) -> Result<u64, Trapped> {
+    let h = g.atomic_addr(va, size_log2 as u32, AtomicKind::StoreConditional)?;
+    let res = std::mem::take(&mut g.cpu().reservation);
+    let ok = res.valid && res.host == h && res.size_log2 == size_log2 && {
+        // SAFETY: aligned, writable RAM location (guest contract of `atomic_addr`).
+        unsafe { cas(h, size_log2, res.value, src) }
+    };
+    Ok((!ok) as u64)
 }
 
 #[inline(always)]

@@ -41,6 +41,7 @@ impl Cond {
 
 /// Read-modify-write operation of an atomic memory op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum AmoOp {
     Swap,
     Add,
@@ -51,6 +52,21 @@ pub enum AmoOp {
     Max,
     MinU,
     MaxU,
+}
+
+impl AmoOp {
+    /// Every op, indexed by its discriminant (compiled code passes ops as numbers).
+    pub const ALL: [AmoOp; 9] = [
+        AmoOp::Swap,
+        AmoOp::Add,
+        AmoOp::Xor,
+        AmoOp::And,
+        AmoOp::Or,
+        AmoOp::Min,
+        AmoOp::Max,
+        AmoOp::MinU,
+        AmoOp::MaxU,
+    ];
 }
 
 /// A one-operand bit operation (RISC-V Zbb and their equivalents elsewhere).
@@ -77,6 +93,22 @@ pub enum UnOp {
 }
 
 impl UnOp {
+    /// Every op, indexed by its discriminant.
+    pub const ALL: [UnOp; 12] = [
+        UnOp::Clz,
+        UnOp::Ctz,
+        UnOp::Cpop,
+        UnOp::ClzW,
+        UnOp::CtzW,
+        UnOp::CpopW,
+        UnOp::Rev8,
+        UnOp::OrcB,
+        UnOp::SextB,
+        UnOp::SextH,
+        UnOp::ZextH,
+        UnOp::Brev8,
+    ];
+
     /// Out of line: kept out of the interpreter's hot loop, whose code layout it would disturb.
     #[inline(never)]
     pub fn eval(self, a: u64) -> u64 {
@@ -170,6 +202,41 @@ fn clmul128(a: u64, b: u64) -> u128 {
 }
 
 impl BinOp {
+    /// Every op, indexed by its discriminant.
+    pub const ALL: [BinOp; 31] = [
+        BinOp::AndN,
+        BinOp::OrN,
+        BinOp::XNor,
+        BinOp::Min,
+        BinOp::MinU,
+        BinOp::Max,
+        BinOp::MaxU,
+        BinOp::Rol,
+        BinOp::Ror,
+        BinOp::RolW,
+        BinOp::RorW,
+        BinOp::BClr,
+        BinOp::BSet,
+        BinOp::BInv,
+        BinOp::BExt,
+        BinOp::Sh1Add,
+        BinOp::Sh2Add,
+        BinOp::Sh3Add,
+        BinOp::AddUw,
+        BinOp::Sh1AddUw,
+        BinOp::Sh2AddUw,
+        BinOp::Sh3AddUw,
+        BinOp::SllUw,
+        BinOp::CZeroEqz,
+        BinOp::CZeroNez,
+        BinOp::ClMul,
+        BinOp::ClMulH,
+        BinOp::ClMulR,
+        BinOp::Pack,
+        BinOp::PackH,
+        BinOp::PackW,
+    ];
+
     /// Out of line, as [`UnOp::eval`].
     #[inline(never)]
     pub fn eval(self, a: u64, b: u64) -> u64 {
@@ -813,6 +880,23 @@ mod tests {
                 assert_eq!(Cond::GeU.eval(a, b), a >= b);
             }
         }
+    }
+
+    #[test]
+    fn op_tables_are_indexed_by_discriminant() {
+        for (i, op) in AmoOp::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i);
+        }
+        for (i, op) in UnOp::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i);
+        }
+        for (i, op) in BinOp::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i);
+        }
+        // The tables name every variant: the last one has the highest discriminant.
+        assert_eq!(UnOp::Brev8 as usize + 1, UnOp::ALL.len());
+        assert_eq!(BinOp::PackW as usize + 1, BinOp::ALL.len());
+        assert_eq!(AmoOp::MaxU as usize + 1, AmoOp::ALL.len());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod guest;
 pub mod interp;
 pub mod ir;
 pub mod mem;
+pub mod native;
 pub mod reset_gate;
 pub mod signals;
 pub mod state;

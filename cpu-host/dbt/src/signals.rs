@@ -31,6 +31,11 @@ impl VcpuSignals {
     }
 
     #[inline(always)]
+    /// The signal word itself, for compiled code that checks it between blocks.
+    pub fn pending_word(&self) -> &AtomicU64 {
+        &self.pending
+    }
+
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::Acquire)
     }

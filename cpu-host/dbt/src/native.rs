@@ -1,0 +1,282 @@
+//! The contract between the run loop and a compiled tier (tier 1): how compiled blocks are
+//! entered, what they may call back into, how they report where they ended, and how a compiler
+//! is asked for code. The core stays free of any particular code generator: the Cranelift tier
+//! lives in its own crate and implements [`CodeTier`].
+//!
+//! A compiled block is a function `fn(env: *mut NativeEnv) -> u32` (the tier's own calling
+//! convention) entered through [`CodeTier::enter`]. It keeps guest registers in host registers
+//! and writes them back to [`CpuState::regs`] before it returns or calls out. Before every
+//! callback that may trap it makes `CpuState::pc`/`icount` precise, as the interpreter does.
+//! On return, `pc` and `icount` are exact and the value says how it ended:
+//! `0..MAX_LINKS` = [`BlockExit::Link`] of block `NativeEnv::last`, [`EXIT_INDIRECT`],
+//! [`EXIT_LOOKUP`].
+
+use crate::guest::{Guest, Trapped};
+use crate::interp::{self, BlockExit};
+use crate::ir::{BinOp, Block, UnOp, MAX_LINKS};
+use crate::state::CpuState;
+use std::ffi::c_void;
+use std::sync::atomic::AtomicU64;
+
+/// Return value of a compiled block: continue at `pc` after a lookup (indirect jump).
+pub const EXIT_INDIRECT: u32 = 0x100;
+/// Return value of a compiled block: boundary work and a lookup (exit, trap, attention).
+pub const EXIT_LOOKUP: u32 = 0x200;
+
+/// Callback status: the access or helper completed.
+pub const CALL_OK: u32 = 0;
+/// Callback status: the guest took a trap; the block must end (state already redirected).
+pub const CALL_TRAPPED: u32 = 1;
+
+/// What compiled code sees of its vCPU: raw pointers and callbacks at fixed offsets
+/// (`#[repr(C)]`). One per vCPU, alive while compiled code runs.
+#[repr(C)]
+pub struct NativeEnv {
+    /// The vCPU's core state.
+    pub cpu: *mut CpuState,
+    /// The guest (`&mut G` of the run loop, passed back to the callbacks).
+    pub guest: *mut c_void,
+    /// The vCPU's signal word (pending lines and attention bits).
+    pub pending: *const AtomicU64,
+    /// The block cache's translation epoch: chain links made in another epoch are not followed.
+    pub epoch: u64,
+    /// Index of the block that returned (for [`BlockExit::Link`]).
+    pub last: u64,
+    /// Out-value of the last callback.
+    pub out: u64,
+    pub load_slow: extern "C" fn(*mut c_void, u64, u32, *mut u64) -> u32,
+    pub store_slow: extern "C" fn(*mut c_void, u64, u32, u64) -> u32,
+    /// (guest, id, imm, a, out)
+    pub helper: extern "C" fn(*mut c_void, u32, i64, u64, *mut u64) -> u32,
+    /// (guest, op | size_log2 << 8, vaddr, src, out)
+    pub amo: extern "C" fn(*mut c_void, u32, u64, u64, *mut u64) -> u32,
+    /// (guest, size_log2, vaddr, out)
+    pub load_reserved: extern "C" fn(*mut c_void, u32, u64, *mut u64) -> u32,
+    /// (guest, size_log2, vaddr, src, out)
+    pub store_cond: extern "C" fn(*mut c_void, u32, u64, u64, *mut u64) -> u32,
+    /// Pure operations the code generator leaves out of line: (op, a).
+    pub unop: extern "C" fn(u32, u64) -> u64,
+    /// (op, a, b)
+    pub binop: extern "C" fn(u32, u64, u64) -> u64,
+}
+
+/// Field offsets a code generator needs (of [`NativeEnv`] and [`CpuState`]).
+pub mod offsets {
+    use super::NativeEnv;
+    use crate::state::CpuState;
+    use crate::tlb::{Tlb, TlbEntry};
+    use std::mem::offset_of;
+
+    pub const ENV_CPU: i32 = offset_of!(NativeEnv, cpu) as i32;
+    pub const ENV_GUEST: i32 = offset_of!(NativeEnv, guest) as i32;
+    pub const ENV_PENDING: i32 = offset_of!(NativeEnv, pending) as i32;
+    pub const ENV_EPOCH: i32 = offset_of!(NativeEnv, epoch) as i32;
+    pub const ENV_LAST: i32 = offset_of!(NativeEnv, last) as i32;
+    pub const ENV_OUT: i32 = offset_of!(NativeEnv, out) as i32;
+    pub const ENV_LOAD_SLOW: i32 = offset_of!(NativeEnv, load_slow) as i32;
+    pub const ENV_STORE_SLOW: i32 = offset_of!(NativeEnv, store_slow) as i32;
+    pub const ENV_HELPER: i32 = offset_of!(NativeEnv, helper) as i32;
+    pub const ENV_AMO: i32 = offset_of!(NativeEnv, amo) as i32;
+    pub const ENV_LOAD_RESERVED: i32 = offset_of!(NativeEnv, load_reserved) as i32;
+    pub const ENV_STORE_COND: i32 = offset_of!(NativeEnv, store_cond) as i32;
+    pub const ENV_UNOP: i32 = offset_of!(NativeEnv, unop) as i32;
+    pub const ENV_BINOP: i32 = offset_of!(NativeEnv, binop) as i32;
+
+    pub const CPU_REGS: i32 = offset_of!(CpuState, regs) as i32;
+    pub const CPU_PC: i32 = offset_of!(CpuState, pc) as i32;
+    pub const CPU_ICOUNT: i32 = offset_of!(CpuState, icount) as i32;
+    pub const CPU_REQUESTS: i32 = offset_of!(CpuState, requests) as i32;
+    pub const CPU_IRQ_ENABLED: i32 = offset_of!(CpuState, irq_enabled) as i32;
+    pub const CPU_TLB_ENTRIES: i32 = (offset_of!(CpuState, tlb) + offset_of!(Tlb, entries)) as i32;
+    pub const TLB_ENTRY_SIZE: i64 = std::mem::size_of::<TlbEntry>() as i64;
+    pub const TLB_READ: i32 = offset_of!(TlbEntry, read) as i32;
+    pub const TLB_WRITE: i32 = offset_of!(TlbEntry, write) as i32;
+    pub const TLB_ADDEND: i32 = offset_of!(TlbEntry, addend) as i32;
+}
+
+/// The chain links of one compiled block, read by its code: a link is followed only when
+/// `epoch` equals [`NativeEnv::epoch`] and the target is non-zero (the entry of a compiled block).
+/// Written only by the owning vCPU's thread, between runs of compiled code.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct LinkTable {
+    pub epoch: u64,
+    pub target: [u64; MAX_LINKS],
+}
+
+pub const LINK_EPOCH: i32 = std::mem::offset_of!(LinkTable, epoch) as i32;
+pub const LINK_TARGET: i32 = std::mem::offset_of!(LinkTable, target) as i32;
+
+/// What a code generator needs to compile one block.
+#[derive(Debug, Clone, Copy)]
+pub struct CompileInfo {
+    /// The block's index in its cache (stored to [`NativeEnv::last`] when it returns a link).
+    pub index: u32,
+    /// Address of the block's [`LinkTable`] (stable while the block exists).
+    pub links: usize,
+}
+
+/// A compiled tier, one per vCPU. All methods run on the vCPU's thread.
+pub trait CodeTier {
+    /// Blocks reaching this many dispatches at tier 0 are compiled (0: every block, at once,
+    /// on the vCPU's thread).
+    fn threshold(&self) -> u32;
+    /// Ask for `block` to be compiled in the background; `false` if the queue is full (ask
+    /// again later). The result arrives through [`CodeTier::poll`].
+    fn submit(&mut self, block: &Block, info: CompileInfo, generation: u64) -> bool;
+    /// Compile `block` now, on this thread, and return its entry (for threshold 0).
+    fn compile_now(&mut self, block: &Block, info: CompileInfo) -> Option<usize>;
+    /// Install finished background compilations: calls `install(index, generation, entry)` for
+    /// each (`entry` `None` when it failed). Cheap when nothing is ready.
+    fn poll(&mut self, install: &mut dyn FnMut(u32, u64, Option<usize>));
+    /// Whether code memory is nearly full (the caller flushes the cache, then [`CodeTier::reset`]).
+    fn wants_reset(&self) -> bool;
+    /// Free all compiled code (after a cache flush: nothing refers to it any more).
+    fn reset(&mut self);
+    /// Run compiled code at `entry` until it returns.
+    ///
+    /// # Safety
+    /// `entry` was returned by this tier since its last reset, and `env` is fully set up for the
+    /// running vCPU (pointers valid, no other reference to the guest in use).
+    unsafe fn enter(&self, entry: usize, env: *mut NativeEnv) -> u32;
+    fn stats(&self) -> TierStats;
+}
+
+/// Counters of a compiled tier, for `--stats`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TierStats {
+    /// Blocks compiled and installed.
+    pub compiled: u64,
+    /// Blocks the compiler refused (they stay at tier 0).
+    pub failed: u64,
+    /// Time spent compiling (on compiler threads and, for threshold 0, the vCPU's).
+    pub compile_ns: u64,
+    /// Bytes of host code installed.
+    pub code_bytes: u64,
+    /// Times code memory filled up and everything was dropped.
+    pub resets: u64,
+}
+
+/// Build the environment for guest `G` (callbacks monomorphised for it).
+pub fn env_for<G: Guest>(g: &mut G, pending: &AtomicU64) -> NativeEnv {
+    NativeEnv {
+        cpu: g.cpu() as *mut CpuState,
+        guest: g as *mut G as *mut c_void,
+        pending: pending as *const AtomicU64,
+        epoch: 0,
+        last: 0,
+        out: 0,
+        load_slow: load_slow::<G>,
+        store_slow: store_slow::<G>,
+        helper: helper::<G>,
+        amo: amo::<G>,
+        load_reserved: load_reserved::<G>,
+        store_cond: store_cond::<G>,
+        unop,
+        binop,
+    }
+}
+
+/// # Safety (all callbacks)
+/// `g` is the `*mut G` of [`env_for`], called from compiled code run by [`CodeTier::enter`],
+/// while the run loop does not use its own reference; `out` points to `NativeEnv::out`.
+fn guest<'a, G>(g: *mut c_void) -> &'a mut G {
+    // SAFETY: see above: the pointer came from a live `&mut G` that is not used meanwhile.
+    unsafe { &mut *(g as *mut G) }
+}
+
+fn put(out: *mut u64, v: u64) {
+    // SAFETY: `out` is `&mut NativeEnv::out` of the running environment.
+    unsafe { *out = v }
+}
+
+extern "C" fn load_slow<G: Guest>(g: *mut c_void, va: u64, size_log2: u32, out: *mut u64) -> u32 {
+    match guest::<G>(g).load_slow(va, size_log2) {
+        Ok(v) => {
+            put(out, v);
+            CALL_OK
+        }
+        Err(Trapped) => CALL_TRAPPED,
+    }
+}
+
+extern "C" fn store_slow<G: Guest>(g: *mut c_void, va: u64, size_log2: u32, v: u64) -> u32 {
+    match guest::<G>(g).store_slow(va, size_log2, v) {
+        Ok(()) => CALL_OK,
+        Err(Trapped) => CALL_TRAPPED,
+    }
+}
+
+extern "C" fn helper<G: Guest>(g: *mut c_void, id: u32, imm: i64, a: u64, out: *mut u64) -> u32 {
+    match guest::<G>(g).helper(id as u16, imm, a) {
+        Ok(v) => {
+            put(out, v);
+            CALL_OK
+        }
+        Err(Trapped) => CALL_TRAPPED,
+    }
+}
+
+extern "C" fn amo<G: Guest>(g: *mut c_void, op: u32, va: u64, src: u64, out: *mut u64) -> u32 {
+    let g = guest::<G>(g);
+    let size_log2 = (op >> 8) as u8;
+    let Some(&amo_op) = crate::ir::AmoOp::ALL.get((op & 0xff) as usize) else {
+        return CALL_TRAPPED; // not produced by any code generator of ours
+    };
+    match interp::atomic_rmw(g, va, size_log2, amo_op, src) {
+        Ok(v) => {
+            put(out, v);
+            CALL_OK
+        }
+        Err(Trapped) => CALL_TRAPPED,
+    }
+}
+
+extern "C" fn load_reserved<G: Guest>(
+    g: *mut c_void,
+    size_log2: u32,
+    va: u64,
+    out: *mut u64,
+) -> u32 {
+    match interp::load_reserved(guest::<G>(g), va, size_log2 as u8) {
+        Ok(v) => {
+            put(out, v);
+            CALL_OK
+        }
+        Err(Trapped) => CALL_TRAPPED,
+    }
+}
+
+extern "C" fn store_cond<G: Guest>(
+    g: *mut c_void,
+    size_log2: u32,
+    va: u64,
+    src: u64,
+    out: *mut u64,
+) -> u32 {
+    match interp::store_conditional(guest::<G>(g), va, size_log2 as u8, src) {
+        Ok(v) => {
+            put(out, v);
+            CALL_OK
+        }
+        Err(Trapped) => CALL_TRAPPED,
+    }
+}
+
+extern "C" fn unop(op: u32, a: u64) -> u64 {
+    UnOp::ALL.get(op as usize).map_or(0, |o| o.eval(a))
+}
+
+extern "C" fn binop(op: u32, a: u64, b: u64) -> u64 {
+    BinOp::ALL.get(op as usize).map_or(0, |o| o.eval(a, b))
+}
+
+/// How a compiled block's return value maps to the run loop's [`BlockExit`].
+#[inline]
+pub fn exit_of(code: u32) -> BlockExit {
+    match code {
+        EXIT_INDIRECT => BlockExit::Indirect,
+        n if (n as usize) < MAX_LINKS => BlockExit::Link(n as u8),
+        _ => BlockExit::Lookup,
+    }
+}

@@ -1,0 +1,374 @@
+//! `tessera-jit`: tier 1 of the translator. Hot IR blocks are lowered to Cranelift IR
+//! ([`lower`]), compiled on background threads ([`Jit`]) and copied into per-vCPU W^X code memory
+//! ([`arena`]); the run loop (`tessera_dbt::exec`) enters them through [`JitTier`], its
+//! `CodeTier`.
+//!
+//! Tiering, not compiling everything: Cranelift costs far more per block than the interpreter's
+//! translation, so only blocks dispatched [`JitConfig::threshold`] times are compiled, and a vCPU
+//! never waits for it: it keeps interpreting until the code is ready. Threshold 0 (`--tier jit`)
+//! compiles every block on first use, on the vCPU's thread: the mode the tier tests use.
+//!
+//! Only x86-64 hosts are supported (the code arena relies on its coherent instruction fetch);
+//! elsewhere [`Jit::supported`] is false and the machine stays at tier 0.
+
+pub mod arena;
+pub mod lower;
+
+use arena::CodeArena;
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::FunctionBuilderContext;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tessera_dbt::ir::Block;
+use tessera_dbt::native::{CodeTier, CompileInfo, NativeEnv, TierStats};
+
+/// Which tiers run guest code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TierMode {
+    /// The interpreter only.
+    Interp,
+    /// Every block compiled before it first runs (on the vCPU's thread).
+    Jit,
+    /// Interpreter first, hot blocks compiled in the background.
+    #[default]
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct JitConfig {
+    /// Tier-0 dispatches after which a block is compiled (0: before its first run).
+    pub threshold: u32,
+    /// Background compiler threads.
+    pub threads: usize,
+    /// Code memory per vCPU, in bytes.
+    pub code_size: usize,
+}
+
+/// Default compile threshold of `--tier auto`.
+pub const DEFAULT_THRESHOLD: u32 = 64;
+
+impl JitConfig {
+    pub fn for_mode(mode: TierMode) -> Option<Self> {
+        let threshold = match mode {
+            TierMode::Interp => return None,
+            TierMode::Jit => 0,
+            TierMode::Auto => DEFAULT_THRESHOLD,
+        };
+        Some(Self {
+            threshold,
+            threads: 1,
+            code_size: 64 << 20,
+        })
+    }
+}
+
+/// Blocks a vCPU may have queued for compilation at once.
+const MAX_IN_FLIGHT: usize = 512;
+/// Code memory kept free: when less is left, the vCPU starts over.
+const RESERVE: usize = 256 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    #[error("this host has no Cranelift backend: {0}")]
+    Host(String),
+    #[error("cranelift settings: {0}")]
+    Settings(String),
+    #[error("code memory: {0}")]
+    Memory(#[from] std::io::Error),
+    #[error("compiling the entry trampoline: {0}")]
+    Trampoline(String),
+}
+
+/// A Cranelift compiler for blocks: one per thread that compiles.
+struct Compiler {
+    isa: OwnedTargetIsa,
+    fctx: FunctionBuilderContext,
+    ctx: Context,
+}
+
+impl Compiler {
+    fn new() -> Result<Self, JitError> {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v)
+                .map_err(|e| JitError::Settings(format!("{k}={v}: {e}")))
+        };
+        set(&mut flags, "opt_level", "speed")?;
+        // Cranelift's x64 tail calls (block chaining) need frame pointers.
+        set(&mut flags, "preserve_frame_pointers", "true")?;
+        set(
+            &mut flags,
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
+        let isa = cranelift_native::builder()
+            .map_err(|e| JitError::Host(e.to_string()))?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| JitError::Host(e.to_string()))?;
+        Ok(Self {
+            isa,
+            fctx: FunctionBuilderContext::new(),
+            ctx: Context::new(),
+        })
+    }
+
+    fn finish(&mut self, func: cranelift_codegen::ir::Function) -> Result<Vec<u8>, String> {
+        self.ctx.clear();
+        self.ctx.func = func;
+        let code = self
+            .ctx
+            .compile(&*self.isa, &mut ControlPlane::default())
+            .map_err(|e| format!("{:?}", e.inner))?;
+        // Code is copied to wherever there is room: it must not refer to anything by address
+        // but through the environment.
+        if !code.buffer.relocs().is_empty() {
+            return Err("code needs relocations".into());
+        }
+        Ok(code.code_buffer().to_vec())
+    }
+
+    fn compile_block(&mut self, b: &Block, info: CompileInfo) -> Result<Vec<u8>, String> {
+        let cfg = self.isa.frontend_config();
+        let func = lower::build_block(&mut self.fctx, cfg, b, info);
+        self.finish(func)
+    }
+
+    fn compile_enter(&mut self) -> Result<Vec<u8>, String> {
+        let cfg = self.isa.frontend_config();
+        let func = lower::build_enter(&mut self.fctx, cfg);
+        self.finish(func)
+    }
+}
+
+struct Job {
+    block: Block,
+    info: CompileInfo,
+    generation: u64,
+    reply: Sender<Done>,
+}
+
+struct Done {
+    index: u32,
+    generation: u64,
+    code: Result<Vec<u8>, String>,
+    nanos: u64,
+}
+
+/// The compiler threads of a process, shared by its vCPUs.
+pub struct Jit {
+    config: JitConfig,
+    jobs: Mutex<Option<Sender<Job>>>,
+}
+
+impl Jit {
+    /// Whether this host can run compiled code.
+    pub fn supported() -> bool {
+        cfg!(all(target_arch = "x86_64", target_os = "linux"))
+    }
+
+    /// Start the compiler threads (none are needed for threshold 0).
+    pub fn new(config: JitConfig) -> Result<Arc<Self>, JitError> {
+        if !Self::supported() {
+            return Err(JitError::Host("only x86-64 Linux hosts".into()));
+        }
+        Compiler::new()?; // fail here, not on a compiler thread
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let threads = if config.threshold == 0 {
+            0
+        } else {
+            config.threads.max(1)
+        };
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("jit{i}"))
+                .spawn(move || compiler_thread(rx))
+                .map_err(JitError::Memory)?;
+        }
+        Ok(Arc::new(Self {
+            config,
+            jobs: Mutex::new(Some(tx)),
+        }))
+    }
+
+    fn send(&self, job: Job) -> bool {
+        let Ok(guard) = self.jobs.lock() else {
+            return false;
+        };
+        guard.as_ref().is_some_and(|tx| tx.send(job).is_ok())
+    }
+}
+
+fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>) {
+    let mut compiler = match Compiler::new() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("jit compiler thread: {e}");
+            return;
+        }
+    };
+    loop {
+        let job = {
+            let Ok(rx) = rx.lock() else { return };
+            match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return, // every vCPU is gone
+            }
+        };
+        let start = Instant::now();
+        let code = compiler.compile_block(&job.block, job.info);
+        if let Err(e) = &code {
+            tracing::debug!(
+                pc = format_args!("{:#x}", job.block.pc),
+                "not compiled: {e}"
+            );
+        }
+        let done = Done {
+            index: job.info.index,
+            generation: job.generation,
+            code,
+            nanos: start.elapsed().as_nanos() as u64,
+        };
+        let _ = job.reply.send(done); // the vCPU may have stopped
+    }
+}
+
+/// One vCPU's compiled tier.
+pub struct JitTier {
+    jit: Arc<Jit>,
+    /// Block code, reset when full.
+    arena: CodeArena,
+    /// The entry trampoline (never reset).
+    _enter_arena: CodeArena,
+    enter: unsafe extern "C" fn(*mut NativeEnv, usize) -> u32,
+    /// For threshold 0: compiles on this thread.
+    local: Option<Compiler>,
+    reply: Sender<Done>,
+    done: Receiver<Done>,
+    in_flight: usize,
+    stats: TierStats,
+}
+
+impl JitTier {
+    pub fn new(jit: &Arc<Jit>) -> Result<Self, JitError> {
+        let mut compiler = Compiler::new()?;
+        let code = compiler.compile_enter().map_err(JitError::Trampoline)?;
+        let mut enter_arena = CodeArena::new(4096)?;
+        let entry = enter_arena
+            .install(&code)
+            .ok_or_else(|| JitError::Trampoline("does not fit".into()))?;
+        // SAFETY: `entry` is the start of the trampoline just compiled for the host with the
+        // signature of `lower::enter_signature` (SystemV: env, entry -> u32), which this type
+        // spells; the arena holding it lives as long as `self`.
+        let enter = unsafe {
+            std::mem::transmute::<usize, unsafe extern "C" fn(*mut NativeEnv, usize) -> u32>(entry)
+        };
+        let (reply, done) = mpsc::channel();
+        Ok(Self {
+            jit: jit.clone(),
+            arena: CodeArena::new(jit.config.code_size.max(RESERVE * 2))?,
+            _enter_arena: enter_arena,
+            enter,
+            local: (jit.config.threshold == 0).then_some(compiler),
+            reply,
+            done,
+            in_flight: 0,
+            stats: TierStats::default(),
+        })
+    }
+
+    fn install(&mut self, code: &[u8]) -> Option<usize> {
+        let entry = self.arena.install(code)?;
+        self.stats.compiled += 1;
+        self.stats.code_bytes += code.len() as u64;
+        Some(entry)
+    }
+}
+
+impl CodeTier for JitTier {
+    fn threshold(&self) -> u32 {
+        self.jit.config.threshold
+    }
+
+    fn submit(&mut self, block: &Block, info: CompileInfo, generation: u64) -> bool {
+        if self.in_flight >= MAX_IN_FLIGHT {
+            return false;
+        }
+        let job = Job {
+            block: block.clone(),
+            info,
+            generation,
+            reply: self.reply.clone(),
+        };
+        let sent = self.jit.send(job);
+        if sent {
+            self.in_flight += 1;
+        }
+        sent
+    }
+
+    fn compile_now(&mut self, block: &Block, info: CompileInfo) -> Option<usize> {
+        if self.arena.nearly_full(RESERVE) {
+            return None; // `wants_reset` says so
+        }
+        let start = Instant::now();
+        let code = self.local.as_mut()?.compile_block(block, info);
+        self.stats.compile_ns += start.elapsed().as_nanos() as u64;
+        match code {
+            Ok(code) => self.install(&code),
+            Err(e) => {
+                tracing::debug!(pc = format_args!("{:#x}", block.pc), "not compiled: {e}");
+                self.stats.failed += 1;
+                None
+            }
+        }
+    }
+
+    fn poll(&mut self, install: &mut dyn FnMut(u32, u64, Option<usize>)) {
+        while let Ok(done) = self.done.try_recv() {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.stats.compile_ns += done.nanos;
+            match done.code {
+                Ok(code) => {
+                    // When full, `wants_reset` says so; the block gets hot again afterwards.
+                    if let Some(entry) = self.install(&code) {
+                        install(done.index, done.generation, Some(entry));
+                    }
+                }
+                Err(_) => {
+                    self.stats.failed += 1;
+                    install(done.index, done.generation, None);
+                }
+            }
+        }
+    }
+
+    fn wants_reset(&self) -> bool {
+        self.arena.nearly_full(RESERVE)
+    }
+
+    fn reset(&mut self) {
+        if self.arena.used() != 0 {
+            self.stats.resets += 1;
+        }
+        self.arena.reset();
+    }
+
+    unsafe fn enter(&self, entry: usize, env: *mut NativeEnv) -> u32 {
+        // SAFETY: the caller's contract (`entry` is live code of this tier, `env` is set up).
+        unsafe { (self.enter)(env, entry) }
+    }
+
+    fn stats(&self) -> TierStats {
+        self.stats
+    }
+}

@@ -1,0 +1,927 @@
+//! IR block → Cranelift function. One function per block, in Cranelift's `tail` calling
+//! convention, `fn(env) -> exit`:
+//!
+//! - guest register slots live in Cranelift variables (host registers) within the block: each is
+//!   loaded from `CpuState::regs` at its first use and written back, if changed, on every way
+//!   out (exits, traps) and before a guest helper (which may read or write any slot);
+//! - loads and stores probe the softmmu TLB inline; a miss calls the guest's slow path;
+//! - before any callback that may trap, `pc` and `icount` are made precise, as the interpreter
+//!   does, so a trap leaves exactly the state tier 0 would;
+//! - every chainable exit checks the request word and the signal word, then jumps straight to
+//!   the next block's code (a tail call through the block's link table) when it is compiled and
+//!   linked in the current epoch; a block that branches to itself loops in place.
+//!
+//! The semantics of every op are the interpreter's (`tessera_dbt::interp`), the oracle of the
+//! tier differential test.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::types::{I32, I64, I8};
+use cranelift_codegen::ir::{
+    AbiParam, Function, InstBuilder, MemFlagsData, SigRef, Signature, UserFuncName, Value,
+};
+use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use tessera_dbt::ir::{BinOp, Block, Cond, Op, Terminator, UnOp};
+use tessera_dbt::native::offsets::*;
+use tessera_dbt::native::{CompileInfo, EXIT_INDIRECT, EXIT_LOOKUP, LINK_EPOCH, LINK_TARGET};
+use tessera_dbt::signals::ATTENTION;
+use tessera_dbt::state::{request, NUM_SLOTS};
+use tessera_dbt::tlb::{PAGE_BITS, PAGE_MASK, TLB_ENTRIES};
+
+/// Where a slot's value is during compilation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reg {
+    /// Only in `CpuState::regs`.
+    InMemory,
+    /// In its variable, equal to memory.
+    Clean,
+    /// In its variable, newer than memory.
+    Dirty,
+}
+
+/// Signature of a compiled block.
+pub fn block_signature() -> Signature {
+    let mut s = Signature::new(CallConv::Tail);
+    s.params.push(AbiParam::new(I64));
+    s.returns.push(AbiParam::new(I32));
+    s
+}
+
+/// Signature of the trampoline that enters compiled code from Rust: `fn(env, entry) -> exit`.
+pub fn enter_signature() -> Signature {
+    let mut s = Signature::new(CallConv::SystemV);
+    s.params.push(AbiParam::new(I64));
+    s.params.push(AbiParam::new(I64));
+    s.returns.push(AbiParam::new(I32));
+    s
+}
+
+fn c_sig(params: &[cranelift_codegen::ir::Type], ret: cranelift_codegen::ir::Type) -> Signature {
+    let mut s = Signature::new(CallConv::SystemV);
+    s.params.extend(params.iter().map(|&t| AbiParam::new(t)));
+    s.returns.push(AbiParam::new(ret));
+    s
+}
+
+/// The trampoline: calls the compiled block at `entry` and returns its exit value.
+pub fn build_enter(fctx: &mut FunctionBuilderContext, cfg: TargetFrontendConfig) -> Function {
+    let mut func = Function::with_name_signature(UserFuncName::user(1, 0), enter_signature());
+    let mut fb = FunctionBuilder::new(&mut func, fctx);
+    let entry = fb.create_block();
+    fb.append_block_params_for_function_params(entry);
+    fb.switch_to_block(entry);
+    let env = fb.block_params(entry)[0];
+    let target = fb.block_params(entry)[1];
+    let sig = fb.import_signature(block_signature());
+    let call = fb.ins().call_indirect(sig, target, &[env]);
+    let exit = fb.inst_results(call)[0];
+    fb.ins().return_(&[exit]);
+    fb.seal_all_blocks();
+    fb.finalize(cfg);
+    func
+}
+
+struct Sigs {
+    block: SigRef,
+    load_slow: SigRef,
+    store_slow: SigRef,
+    helper: SigRef,
+    amo: SigRef,
+    reserve: SigRef,
+    store_cond: SigRef,
+    unop: SigRef,
+    binop: SigRef,
+}
+
+/// Guest memory and `CpuState` fields: aligned, never trapping (TLB hits are aligned RAM).
+fn mem() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+struct Lower<'a, 'f> {
+    fb: FunctionBuilder<'f>,
+    b: &'a Block,
+    info: CompileInfo,
+    env: Value,
+    cpu: Value,
+    /// `icount` at the start of the current run of the block.
+    base: Variable,
+    vars: Vec<Variable>,
+    regs: [Reg; NUM_SLOTS],
+    header: cranelift_codegen::ir::Block,
+    sigs: Sigs,
+}
+
+/// Lower `b` to a Cranelift function.
+pub fn build_block(
+    fctx: &mut FunctionBuilderContext,
+    cfg: TargetFrontendConfig,
+    b: &Block,
+    info: CompileInfo,
+) -> Function {
+    let mut func =
+        Function::with_name_signature(UserFuncName::user(0, info.index), block_signature());
+    let mut fb = FunctionBuilder::new(&mut func, fctx);
+    let p = I64;
+    let sigs = Sigs {
+        block: fb.import_signature(block_signature()),
+        load_slow: fb.import_signature(c_sig(&[p, I64, I32, p], I32)),
+        store_slow: fb.import_signature(c_sig(&[p, I64, I32, I64], I32)),
+        helper: fb.import_signature(c_sig(&[p, I32, I64, I64, p], I32)),
+        amo: fb.import_signature(c_sig(&[p, I32, I64, I64, p], I32)),
+        reserve: fb.import_signature(c_sig(&[p, I32, I64, p], I32)),
+        store_cond: fb.import_signature(c_sig(&[p, I32, I64, I64, p], I32)),
+        unop: fb.import_signature(c_sig(&[I32, I64], I64)),
+        binop: fb.import_signature(c_sig(&[I32, I64, I64], I64)),
+    };
+    let entry = fb.create_block();
+    fb.append_block_params_for_function_params(entry);
+    fb.switch_to_block(entry);
+    let env = fb.block_params(entry)[0];
+    let cpu = fb.ins().load(I64, mem(), env, ENV_CPU);
+    let base = fb.declare_var(I64);
+    let icount = fb.ins().load(I64, mem(), cpu, CPU_ICOUNT);
+    fb.def_var(base, icount);
+    let header = fb.create_block();
+    fb.ins().jump(header, &[]);
+    fb.switch_to_block(header);
+    let vars = (0..NUM_SLOTS).map(|_| fb.declare_var(I64)).collect();
+    let mut l = Lower {
+        fb,
+        b,
+        info,
+        env,
+        cpu,
+        base,
+        vars,
+        regs: [Reg::InMemory; NUM_SLOTS],
+        header,
+        sigs,
+    };
+    for (i, op) in b.ops.iter().enumerate() {
+        l.op(i, *op);
+    }
+    l.terminator();
+    l.fb.seal_all_blocks();
+    l.fb.finalize(cfg);
+    func
+}
+
+impl Lower<'_, '_> {
+    // ---- registers -----------------------------------------------------------------------
+
+    fn get(&mut self, s: u8) -> Value {
+        let var = self.vars[s as usize];
+        if self.regs[s as usize] == Reg::InMemory {
+            let v = self
+                .fb
+                .ins()
+                .load(I64, mem(), self.cpu, CPU_REGS + 8 * s as i32);
+            self.fb.def_var(var, v);
+            self.regs[s as usize] = Reg::Clean;
+        }
+        self.fb.use_var(var)
+    }
+
+    fn set(&mut self, s: u8, v: Value) {
+        self.fb.def_var(self.vars[s as usize], v);
+        self.regs[s as usize] = Reg::Dirty;
+    }
+
+    /// Store every changed slot (they stay in their variables, now clean).
+    fn write_back(&mut self) {
+        for s in 0..NUM_SLOTS {
+            if self.regs[s] == Reg::Dirty {
+                let v = self.fb.use_var(self.vars[s]);
+                self.fb
+                    .ins()
+                    .store(mem(), v, self.cpu, CPU_REGS + 8 * s as i32);
+                self.regs[s] = Reg::Clean;
+            }
+        }
+    }
+
+    /// Emit a way out into `blk` (a new block) and keep the register state we had: the way out
+    /// writes registers back without changing what the main path knows. The caller switches to
+    /// the block the main path continues in.
+    fn side<F: FnOnce(&mut Self)>(&mut self, blk: cranelift_codegen::ir::Block, f: F) {
+        let saved = self.regs;
+        self.fb.switch_to_block(blk);
+        f(self);
+        self.regs = saved;
+    }
+
+    // ---- state ---------------------------------------------------------------------------
+
+    fn icount_plus(&mut self, n: u64) -> Value {
+        let base = self.fb.use_var(self.base);
+        self.fb.ins().iadd_imm_s(base, n as i64)
+    }
+
+    /// `pc`/`icount` as the interpreter's `sync` leaves them for op `i`.
+    fn sync(&mut self, i: usize) {
+        let (pc, k) = self.b.insn_of_op(i);
+        let pcv = self.fb.ins().iconst(I64, pc as i64);
+        self.fb.ins().store(mem(), pcv, self.cpu, CPU_PC);
+        let ic = self.icount_plus(k as u64);
+        self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
+    }
+
+    fn ret(&mut self, code: u32) {
+        let v = self.fb.ins().iconst(I32, code as i64);
+        self.fb.ins().return_(&[v]);
+    }
+
+    /// A callback reported a trap: the guest state is already redirected; leave.
+    fn trap_exit(&mut self) {
+        self.write_back();
+        self.ret(EXIT_LOOKUP);
+    }
+
+    /// Branch to a trap exit when `status` is non-zero; continue in a new block otherwise.
+    fn check_status(&mut self, status: Value) {
+        let trap = self.fb.create_block();
+        let ok = self.fb.create_block();
+        self.fb.set_cold_block(trap);
+        self.fb.ins().brif(status, trap, &[], ok, &[]);
+        self.side(trap, |l| l.trap_exit());
+        self.fb.switch_to_block(ok);
+    }
+
+    fn env_fn(&mut self, off: i32) -> Value {
+        self.fb.ins().load(I64, mem(), self.env, off)
+    }
+
+    fn guest_ptr(&mut self) -> Value {
+        self.fb.ins().load(I64, mem(), self.env, ENV_GUEST)
+    }
+
+    fn out_ptr(&mut self) -> Value {
+        self.fb.ins().iadd_imm_s(self.env, ENV_OUT as i64)
+    }
+
+    fn out_value(&mut self) -> Value {
+        self.fb.ins().load(I64, mem(), self.env, ENV_OUT)
+    }
+
+    fn call(&mut self, sig: SigRef, fn_off: i32, args: &[Value]) -> Value {
+        let f = self.env_fn(fn_off);
+        let call = self.fb.ins().call_indirect(sig, f, args);
+        self.fb.inst_results(call)[0]
+    }
+
+    // ---- exits ---------------------------------------------------------------------------
+
+    /// Leave for constant `target` through chain link `link`, with `count` instructions of this
+    /// run retired: write back, make pc/icount exact, check for attention, then loop (target is
+    /// this block), chain (target compiled and linked) or return the link.
+    fn link_exit(&mut self, count: u64, link: u8, target: u64) {
+        self.write_back();
+        let ic = self.icount_plus(count);
+        self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
+        let t = self.fb.ins().iconst(I64, target as i64);
+        self.fb.ins().store(mem(), t, self.cpu, CPU_PC);
+        let go = self.attention_check();
+        self.fb.switch_to_block(go);
+        if target == self.b.pc {
+            self.fb.def_var(self.base, ic);
+            // Every slot is written back: the next run starts from memory.
+            self.regs = [Reg::InMemory; NUM_SLOTS];
+            self.fb.ins().jump(self.header, &[]);
+            return;
+        }
+        let table = self.fb.ins().iconst(I64, self.info.links as i64);
+        let epoch = self.fb.ins().load(I64, mem(), table, LINK_EPOCH);
+        let current = self.fb.ins().load(I64, mem(), self.env, ENV_EPOCH);
+        let next = self
+            .fb
+            .ins()
+            .load(I64, mem(), table, LINK_TARGET + 8 * link as i32);
+        let same = self.fb.ins().icmp(IntCC::Equal, epoch, current);
+        let linked = self.fb.ins().icmp_imm_s(IntCC::NotEqual, next, 0);
+        let follow = self.fb.ins().band(same, linked);
+        let chain = self.fb.create_block();
+        let back = self.fb.create_block();
+        self.fb.ins().brif(follow, chain, &[], back, &[]);
+        self.fb.switch_to_block(chain);
+        let env = self.env;
+        self.fb
+            .ins()
+            .return_call_indirect(self.sigs.block, next, &[env]);
+        self.fb.switch_to_block(back);
+        self.return_link(link);
+    }
+
+    fn return_link(&mut self, link: u8) {
+        let idx = self.fb.ins().iconst(I64, self.info.index as i64);
+        self.fb.ins().store(mem(), idx, self.env, ENV_LAST);
+        self.ret(link as u32);
+    }
+
+    /// Branch to a `Lookup` return when the run loop has work (requests, enabled pending
+    /// interrupts, stop/pause); returns the block to continue in otherwise.
+    fn attention_check(&mut self) -> cranelift_codegen::ir::Block {
+        let req = self.fb.ins().load(I32, mem(), self.cpu, CPU_REQUESTS);
+        let word = self.fb.ins().load(I64, mem(), self.env, ENV_PENDING);
+        let pending = self.fb.ins().load(I64, mem(), word, 0);
+        let enabled = self.fb.ins().load(I64, mem(), self.cpu, CPU_IRQ_ENABLED);
+        let wanted = self.fb.ins().bor_imm_s(enabled, ATTENTION as i64);
+        let hits = self.fb.ins().band(pending, wanted);
+        let req64 = self.fb.ins().uextend(I64, req);
+        let any = self.fb.ins().bor(hits, req64);
+        let stop = self.fb.create_block();
+        let go = self.fb.create_block();
+        self.fb.set_cold_block(stop);
+        self.fb.ins().brif(any, stop, &[], go, &[]);
+        self.fb.switch_to_block(stop);
+        self.ret(EXIT_LOOKUP);
+        go
+    }
+
+    fn terminator(&mut self) {
+        let n = self.b.n_insns as u64;
+        match self.b.term {
+            Terminator::Jump { target } => self.link_exit(n, 0, target),
+            Terminator::Branch {
+                cond,
+                a,
+                b,
+                taken,
+                fallthrough,
+            } => {
+                let c = self.cond(cond, a, b);
+                let t = self.fb.create_block();
+                let f = self.fb.create_block();
+                self.fb.ins().brif(c, t, &[], f, &[]);
+                self.side(t, |l| l.link_exit(n, 0, taken));
+                self.fb.switch_to_block(f);
+                self.link_exit(n, 1, fallthrough);
+            }
+            Terminator::JumpReg { a } => {
+                let target = self.get(a);
+                self.write_back();
+                let ic = self.icount_plus(n);
+                self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
+                self.fb.ins().store(mem(), target, self.cpu, CPU_PC);
+                let go = self.attention_check();
+                self.fb.switch_to_block(go);
+                self.ret(EXIT_INDIRECT);
+            }
+            Terminator::Exit { pc } => {
+                self.write_back();
+                let ic = self.icount_plus(n);
+                self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
+                let t = self.fb.ins().iconst(I64, pc as i64);
+                self.fb.ins().store(mem(), t, self.cpu, CPU_PC);
+                self.ret(EXIT_LOOKUP);
+            }
+            Terminator::ExitDynamic => {
+                self.write_back();
+                let ic = self.icount_plus(n);
+                self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
+                self.ret(EXIT_LOOKUP);
+            }
+        }
+    }
+
+    fn cond(&mut self, cond: Cond, a: u8, b: u8) -> Value {
+        let (x, y) = (self.get(a), self.get(b));
+        let cc = match cond {
+            Cond::Eq => IntCC::Equal,
+            Cond::Ne => IntCC::NotEqual,
+            Cond::Lt => IntCC::SignedLessThan,
+            Cond::Ge => IntCC::SignedGreaterThanOrEqual,
+            Cond::LtU => IntCC::UnsignedLessThan,
+            Cond::GeU => IntCC::UnsignedGreaterThanOrEqual,
+        };
+        self.fb.ins().icmp(cc, x, y)
+    }
+
+    // ---- memory --------------------------------------------------------------------------
+
+    /// The TLB entry for `va`: its address (the tag and addend are at fixed offsets from it).
+    fn tlb_entry(&mut self, va: Value) -> Value {
+        let page = self.fb.ins().ushr_imm_s(va, PAGE_BITS as i64);
+        let idx = self.fb.ins().band_imm_s(page, (TLB_ENTRIES - 1) as i64);
+        let off = self.fb.ins().imul_imm_s(idx, TLB_ENTRY_SIZE);
+        self.fb.ins().iadd(self.cpu, off)
+    }
+
+    /// Inline TLB probe for an access of `1 << lg` bytes: returns the host address in the
+    /// fast-path block (current on return) and the slow-path block to fill in.
+    fn probe(&mut self, va: Value, lg: u32, tag_off: i32) -> (Value, cranelift_codegen::ir::Block) {
+        let entry = self.tlb_entry(va);
+        let tag = self
+            .fb
+            .ins()
+            .load(I64, mem(), entry, CPU_TLB_ENTRIES + tag_off);
+        let masked = self
+            .fb
+            .ins()
+            .band_imm_s(va, (PAGE_MASK | ((1u64 << lg) - 1)) as i64);
+        let hit = self.fb.ins().icmp(IntCC::Equal, masked, tag);
+        let fast = self.fb.create_block();
+        let slow = self.fb.create_block();
+        self.fb.set_cold_block(slow);
+        self.fb.ins().brif(hit, fast, &[], slow, &[]);
+        self.fb.switch_to_block(fast);
+        let addend = self
+            .fb
+            .ins()
+            .load(I64, mem(), entry, CPU_TLB_ENTRIES + TLB_ADDEND);
+        let host = self.fb.ins().iadd(addend, va);
+        (host, slow)
+    }
+
+    fn load(&mut self, i: usize, d: u8, a: u8, off: i32, lg: u32, signed: bool) {
+        let base = self.get(a);
+        let va = self.fb.ins().iadd_imm_s(base, off as i64);
+        let (host, slow) = self.probe(va, lg, TLB_READ);
+        let v = match (lg, signed) {
+            (0, false) => self.fb.ins().uload8(I64, mem(), host, 0),
+            (0, true) => self.fb.ins().sload8(I64, mem(), host, 0),
+            (1, false) => self.fb.ins().uload16(I64, mem(), host, 0),
+            (1, true) => self.fb.ins().sload16(I64, mem(), host, 0),
+            (2, false) => self.fb.ins().uload32(mem(), host, 0),
+            (2, true) => self.fb.ins().sload32(mem(), host, 0),
+            _ => self.fb.ins().load(I64, mem(), host, 0),
+        };
+        let join = self.fb.create_block();
+        let jv = self.fb.append_block_param(join, I64);
+        self.fb.ins().jump(join, &[v.into()]);
+        // Slow path: the guest's load (MMIO, refill, fault).
+        self.fb.switch_to_block(slow);
+        self.sync(i);
+        let g = self.guest_ptr();
+        let size = self.fb.ins().iconst(I32, lg as i64);
+        let out = self.out_ptr();
+        let status = self.call(self.sigs.load_slow, ENV_LOAD_SLOW, &[g, va, size, out]);
+        self.check_status(status);
+        let raw = self.out_value();
+        let v = if signed && lg < 3 {
+            self.sext_from(raw, lg)
+        } else {
+            raw
+        };
+        self.fb.ins().jump(join, &[v.into()]);
+        self.fb.switch_to_block(join);
+        self.set(d, jv);
+    }
+
+    fn sext_from(&mut self, v: Value, lg: u32) -> Value {
+        let ty = match lg {
+            0 => I8,
+            1 => cranelift_codegen::ir::types::I16,
+            _ => I32,
+        };
+        let narrow = self.fb.ins().ireduce(ty, v);
+        self.fb.ins().sextend(I64, narrow)
+    }
+
+    fn store(&mut self, i: usize, s: u8, a: u8, off: i32, lg: u32) {
+        let base = self.get(a);
+        let v = self.get(s);
+        let va = self.fb.ins().iadd_imm_s(base, off as i64);
+        let (host, slow) = self.probe(va, lg, TLB_WRITE);
+        match lg {
+            0 => self.fb.ins().istore8(mem(), v, host, 0),
+            1 => self.fb.ins().istore16(mem(), v, host, 0),
+            2 => self.fb.ins().istore32(mem(), v, host, 0),
+            _ => self.fb.ins().store(mem(), v, host, 0),
+        };
+        let join = self.fb.create_block();
+        self.fb.ins().jump(join, &[]);
+        self.fb.switch_to_block(slow);
+        self.sync(i);
+        let g = self.guest_ptr();
+        let size = self.fb.ins().iconst(I32, lg as i64);
+        let status = self.call(self.sigs.store_slow, ENV_STORE_SLOW, &[g, va, size, v]);
+        self.check_status(status);
+        // The store may have written code of this very block: stop after it.
+        let (_, k) = self.b.insn_of_op(i);
+        if let Some(&next_off) = self.b.insn_off.get(k as usize + 1) {
+            let req = self.fb.ins().load(I32, mem(), self.cpu, CPU_REQUESTS);
+            let smc = self.fb.ins().band_imm_s(req, request::SMC as i64);
+            let stop = self.fb.create_block();
+            self.fb.set_cold_block(stop);
+            self.fb.ins().brif(smc, stop, &[], join, &[]);
+            let next_pc = self.b.pc.wrapping_add(next_off as u64);
+            self.side(stop, |l| {
+                l.write_back();
+                let pcv = l.fb.ins().iconst(I64, next_pc as i64);
+                l.fb.ins().store(mem(), pcv, l.cpu, CPU_PC);
+                let ic = l.icount_plus(k as u64 + 1);
+                l.fb.ins().store(mem(), ic, l.cpu, CPU_ICOUNT);
+                l.ret(EXIT_LOOKUP);
+            });
+        } else {
+            self.fb.ins().jump(join, &[]);
+        }
+        self.fb.switch_to_block(join);
+    }
+
+    // ---- ops -----------------------------------------------------------------------------
+
+    fn op(&mut self, i: usize, op: Op) {
+        macro_rules! bin {
+            ($d:expr, $a:expr, $b:expr, $f:ident) => {{
+                let (x, y) = (self.get($a), self.get($b));
+                let v = self.fb.ins().$f(x, y);
+                self.set($d, v);
+            }};
+        }
+        macro_rules! bin_w {
+            ($d:expr, $a:expr, $b:expr, $f:ident) => {{
+                let (x, y) = (self.get($a), self.get($b));
+                let v = self.fb.ins().$f(x, y);
+                let v = self.sext32(v);
+                self.set($d, v);
+            }};
+        }
+        macro_rules! imm {
+            ($d:expr, $a:expr, $imm:expr, $f:ident) => {{
+                let x = self.get($a);
+                let v = self.fb.ins().$f(x, $imm);
+                self.set($d, v);
+            }};
+        }
+        match op {
+            Op::MovI { d, imm } => {
+                let v = self.fb.ins().iconst(I64, imm);
+                self.set(d, v);
+            }
+            Op::Mov { d, a } => {
+                let v = self.get(a);
+                self.set(d, v);
+            }
+            Op::Add { d, a, b } => bin!(d, a, b, iadd),
+            Op::Sub { d, a, b } => bin!(d, a, b, isub),
+            Op::And { d, a, b } => bin!(d, a, b, band),
+            Op::Or { d, a, b } => bin!(d, a, b, bor),
+            Op::Xor { d, a, b } => bin!(d, a, b, bxor),
+            // Cranelift takes shift amounts modulo the type's width, as the IR does.
+            Op::Shl { d, a, b } => bin!(d, a, b, ishl),
+            Op::Shr { d, a, b } => bin!(d, a, b, ushr),
+            Op::Sar { d, a, b } => bin!(d, a, b, sshr),
+            Op::SetLt { d, a, b } => self.setcc(d, a, b, IntCC::SignedLessThan),
+            Op::SetLtU { d, a, b } => self.setcc(d, a, b, IntCC::UnsignedLessThan),
+            Op::Mul { d, a, b } => bin!(d, a, b, imul),
+            Op::MulHS { d, a, b } => bin!(d, a, b, smulhi),
+            Op::MulHU { d, a, b } => bin!(d, a, b, umulhi),
+            Op::MulHSU { d, a, b } => {
+                // signed a × unsigned b: the unsigned high half, minus b where a is negative.
+                let (x, y) = (self.get(a), self.get(b));
+                let hi = self.fb.ins().umulhi(x, y);
+                let neg = self.fb.ins().sshr_imm_s(x, 63);
+                let corr = self.fb.ins().band(neg, y);
+                let v = self.fb.ins().isub(hi, corr);
+                self.set(d, v);
+            }
+            Op::Div { d, a, b } => self.div(d, a, b, true, false, false),
+            Op::DivU { d, a, b } => self.div(d, a, b, false, false, false),
+            Op::Rem { d, a, b } => self.div(d, a, b, true, true, false),
+            Op::RemU { d, a, b } => self.div(d, a, b, false, true, false),
+            Op::DivW { d, a, b } => self.div(d, a, b, true, false, true),
+            Op::DivUW { d, a, b } => self.div(d, a, b, false, false, true),
+            Op::RemW { d, a, b } => self.div(d, a, b, true, true, true),
+            Op::RemUW { d, a, b } => self.div(d, a, b, false, true, true),
+            Op::AddW { d, a, b } => bin_w!(d, a, b, iadd),
+            Op::SubW { d, a, b } => bin_w!(d, a, b, isub),
+            Op::MulW { d, a, b } => bin_w!(d, a, b, imul),
+            Op::ShlW { d, a, b } => self.shift_w(d, a, b, 0),
+            Op::ShrW { d, a, b } => self.shift_w(d, a, b, 1),
+            Op::SarW { d, a, b } => self.shift_w(d, a, b, 2),
+            Op::Unary { op, d, a } => {
+                let x = self.get(a);
+                let v = self.unary(op, x);
+                self.set(d, v);
+            }
+            Op::Binary { op, d, a, b } => {
+                let (x, y) = (self.get(a), self.get(b));
+                let v = self.binary(op, x, y);
+                self.set(d, v);
+            }
+            Op::BinaryI { op, d, a, imm } => {
+                let x = self.get(a);
+                let y = self.fb.ins().iconst(I64, imm as i64);
+                let v = self.binary(op, x, y);
+                self.set(d, v);
+            }
+            Op::AddI { d, a, imm } => imm!(d, a, imm, iadd_imm_s),
+            Op::AndI { d, a, imm } => imm!(d, a, imm, band_imm_s),
+            Op::OrI { d, a, imm } => imm!(d, a, imm, bor_imm_s),
+            Op::XorI { d, a, imm } => imm!(d, a, imm, bxor_imm_s),
+            Op::ShlI { d, a, sh } => imm!(d, a, (sh & 63) as i64, ishl_imm_s),
+            Op::ShrI { d, a, sh } => imm!(d, a, (sh & 63) as i64, ushr_imm_s),
+            Op::SarI { d, a, sh } => imm!(d, a, (sh & 63) as i64, sshr_imm_s),
+            Op::SetLtI { d, a, imm } => {
+                let x = self.get(a);
+                let c = self.fb.ins().icmp_imm_s(IntCC::SignedLessThan, x, imm);
+                let v = self.fb.ins().uextend(I64, c);
+                self.set(d, v);
+            }
+            Op::SetLtUI { d, a, imm } => {
+                let x = self.get(a);
+                let c = self.fb.ins().icmp_imm_s(IntCC::UnsignedLessThan, x, imm);
+                let v = self.fb.ins().uextend(I64, c);
+                self.set(d, v);
+            }
+            Op::AddIW { d, a, imm } => {
+                let x = self.get(a);
+                let v = self.fb.ins().iadd_imm_s(x, imm);
+                let v = self.sext32(v);
+                self.set(d, v);
+            }
+            Op::ShlIW { d, a, sh } => self.shift_iw(d, a, sh, 0),
+            Op::ShrIW { d, a, sh } => self.shift_iw(d, a, sh, 1),
+            Op::SarIW { d, a, sh } => self.shift_iw(d, a, sh, 2),
+            Op::LdU8 { d, a, off } => self.load(i, d, a, off, 0, false),
+            Op::LdS8 { d, a, off } => self.load(i, d, a, off, 0, true),
+            Op::LdU16 { d, a, off } => self.load(i, d, a, off, 1, false),
+            Op::LdS16 { d, a, off } => self.load(i, d, a, off, 1, true),
+            Op::LdU32 { d, a, off } => self.load(i, d, a, off, 2, false),
+            Op::LdS32 { d, a, off } => self.load(i, d, a, off, 2, true),
+            Op::Ld64 { d, a, off } => self.load(i, d, a, off, 3, false),
+            Op::St8 { s, a, off } => self.store(i, s, a, off, 0),
+            Op::St16 { s, a, off } => self.store(i, s, a, off, 1),
+            Op::St32 { s, a, off } => self.store(i, s, a, off, 2),
+            Op::St64 { s, a, off } => self.store(i, s, a, off, 3),
+            Op::Amo {
+                op,
+                size_log2,
+                d,
+                a,
+                s,
+            } => {
+                let (va, src) = (self.get(a), self.get(s));
+                self.sync(i);
+                let g = self.guest_ptr();
+                let code = self
+                    .fb
+                    .ins()
+                    .iconst(I32, (op as u8 as i64) | (size_log2 as i64) << 8);
+                let out = self.out_ptr();
+                let st = self.call(self.sigs.amo, ENV_AMO, &[g, code, va, src, out]);
+                self.check_status(st);
+                let v = self.out_value();
+                self.set(d, v);
+            }
+            Op::LoadReserved { size_log2, d, a } => {
+                let va = self.get(a);
+                self.sync(i);
+                let g = self.guest_ptr();
+                let size = self.fb.ins().iconst(I32, size_log2 as i64);
+                let out = self.out_ptr();
+                let st = self.call(self.sigs.reserve, ENV_LOAD_RESERVED, &[g, size, va, out]);
+                self.check_status(st);
+                let v = self.out_value();
+                self.set(d, v);
+            }
+            Op::StoreCond { size_log2, d, a, s } => {
+                let (va, src) = (self.get(a), self.get(s));
+                self.sync(i);
+                let g = self.guest_ptr();
+                let size = self.fb.ins().iconst(I32, size_log2 as i64);
+                let out = self.out_ptr();
+                let st = self.call(
+                    self.sigs.store_cond,
+                    ENV_STORE_COND,
+                    &[g, size, va, src, out],
+                );
+                self.check_status(st);
+                let v = self.out_value();
+                self.set(d, v);
+            }
+            Op::Fence => {
+                self.fb.ins().fence();
+            }
+            Op::ExitEq { a, b, link, target } => self.side_exit(i, Cond::Eq, a, b, link, target),
+            Op::ExitNe { a, b, link, target } => self.side_exit(i, Cond::Ne, a, b, link, target),
+            Op::ExitLt { a, b, link, target } => self.side_exit(i, Cond::Lt, a, b, link, target),
+            Op::ExitGe { a, b, link, target } => self.side_exit(i, Cond::Ge, a, b, link, target),
+            Op::ExitLtU { a, b, link, target } => self.side_exit(i, Cond::LtU, a, b, link, target),
+            Op::ExitGeU { a, b, link, target } => self.side_exit(i, Cond::GeU, a, b, link, target),
+            Op::Helper { id, d, a, imm } => {
+                let av = self.get(a);
+                self.sync(i);
+                // A helper may read or write any slot (CSRs, FP registers): hand them over.
+                self.write_back();
+                let g = self.guest_ptr();
+                let idv = self.fb.ins().iconst(I32, id as i64);
+                let immv = self.fb.ins().iconst(I64, imm);
+                let out = self.out_ptr();
+                let st = self.call(self.sigs.helper, ENV_HELPER, &[g, idv, immv, av, out]);
+                self.regs = [Reg::InMemory; NUM_SLOTS];
+                self.check_status(st);
+                let v = self.out_value();
+                self.set(d, v);
+            }
+        }
+    }
+
+    fn side_exit(&mut self, i: usize, cond: Cond, a: u8, b: u8, link: u8, target: u64) {
+        let c = self.cond(cond, a, b);
+        let (_, k) = self.b.insn_of_op(i);
+        let taken = self.fb.create_block();
+        let stay = self.fb.create_block();
+        self.fb.ins().brif(c, taken, &[], stay, &[]);
+        self.side(taken, |l| l.link_exit(k as u64 + 1, link, target));
+        self.fb.switch_to_block(stay);
+    }
+
+    fn setcc(&mut self, d: u8, a: u8, b: u8, cc: IntCC) {
+        let (x, y) = (self.get(a), self.get(b));
+        let c = self.fb.ins().icmp(cc, x, y);
+        let v = self.fb.ins().uextend(I64, c);
+        self.set(d, v);
+    }
+
+    fn sext32(&mut self, v: Value) -> Value {
+        let n = self.fb.ins().ireduce(I32, v);
+        self.fb.ins().sextend(I64, n)
+    }
+
+    /// 32-bit shifts: 0 = left, 1 = logical right, 2 = arithmetic right.
+    fn shift_w(&mut self, d: u8, a: u8, b: u8, kind: u8) {
+        let (x, y) = (self.get(a), self.get(b));
+        let x32 = self.fb.ins().ireduce(I32, x);
+        let y32 = self.fb.ins().ireduce(I32, y);
+        let r = match kind {
+            0 => self.fb.ins().ishl(x32, y32),
+            1 => self.fb.ins().ushr(x32, y32),
+            _ => self.fb.ins().sshr(x32, y32),
+        };
+        let v = self.fb.ins().sextend(I64, r);
+        self.set(d, v);
+    }
+
+    fn shift_iw(&mut self, d: u8, a: u8, sh: u8, kind: u8) {
+        let x = self.get(a);
+        let x32 = self.fb.ins().ireduce(I32, x);
+        let sh = (sh & 31) as i64;
+        let r = match kind {
+            0 => self.fb.ins().ishl_imm_s(x32, sh),
+            1 => self.fb.ins().ushr_imm_s(x32, sh),
+            _ => self.fb.ins().sshr_imm_s(x32, sh),
+        };
+        let v = self.fb.ins().sextend(I64, r);
+        self.set(d, v);
+    }
+
+    /// Division with the IR's total semantics: the divisor is replaced by 1 where the host would
+    /// fault (zero, or MIN / -1), and the defined result selected afterwards.
+    fn div(&mut self, d: u8, a: u8, b: u8, signed: bool, rem: bool, word: bool) {
+        let (x, y) = (self.get(a), self.get(b));
+        let (x, y, ty) = if word {
+            (
+                self.fb.ins().ireduce(I32, x),
+                self.fb.ins().ireduce(I32, y),
+                I32,
+            )
+        } else {
+            (x, y, I64)
+        };
+        let zero = self.fb.ins().icmp_imm_s(IntCC::Equal, y, 0);
+        let mut unsafe_div = zero;
+        if signed {
+            let min = if word { i32::MIN as i64 } else { i64::MIN };
+            let x_min = self.fb.ins().icmp_imm_s(IntCC::Equal, x, min);
+            let y_m1 = self.fb.ins().icmp_imm_s(IntCC::Equal, y, -1);
+            let ovf = self.fb.ins().band(x_min, y_m1);
+            unsafe_div = self.fb.ins().bor(zero, ovf);
+        }
+        let one = self.fb.ins().iconst(ty, 1);
+        let safe = self.fb.ins().select(unsafe_div, one, y);
+        let r = match (signed, rem) {
+            (true, false) => self.fb.ins().sdiv(x, safe),
+            (false, false) => self.fb.ins().udiv(x, safe),
+            (true, true) => self.fb.ins().srem(x, safe),
+            (false, true) => self.fb.ins().urem(x, safe),
+        };
+        // x / 0 = all ones, x % 0 = x; MIN / -1 = MIN (= MIN / 1) and MIN % -1 = 0 (= MIN % 1).
+        let on_zero = if rem { x } else { self.fb.ins().iconst(ty, -1) };
+        let v = self.fb.ins().select(zero, on_zero, r);
+        let v = if word {
+            self.fb.ins().sextend(I64, v)
+        } else {
+            v
+        };
+        self.set(d, v);
+    }
+
+    fn call_unop(&mut self, op: UnOp, x: Value) -> Value {
+        let o = self.fb.ins().iconst(I32, op as u8 as i64);
+        self.call(self.sigs.unop, ENV_UNOP, &[o, x])
+    }
+
+    fn unary(&mut self, op: UnOp, x: Value) -> Value {
+        match op {
+            UnOp::Clz => self.fb.ins().clz(x),
+            UnOp::Ctz => self.fb.ins().ctz(x),
+            UnOp::Cpop => self.fb.ins().popcnt(x),
+            UnOp::ClzW | UnOp::CtzW | UnOp::CpopW => {
+                let w = self.fb.ins().ireduce(I32, x);
+                let r = match op {
+                    UnOp::ClzW => self.fb.ins().clz(w),
+                    UnOp::CtzW => self.fb.ins().ctz(w),
+                    _ => self.fb.ins().popcnt(w),
+                };
+                self.fb.ins().uextend(I64, r)
+            }
+            UnOp::Rev8 => self.fb.ins().bswap(x),
+            UnOp::SextB => self.sext_from(x, 0),
+            UnOp::SextH => self.sext_from(x, 1),
+            UnOp::ZextH => self.fb.ins().band_imm_s(x, 0xffff),
+            UnOp::OrcB | UnOp::Brev8 => self.call_unop(op, x),
+        }
+    }
+
+    fn binary(&mut self, op: BinOp, x: Value, y: Value) -> Value {
+        let z = self.fb.ins().band_imm_s(x, 0xffff_ffff);
+        match op {
+            BinOp::AndN => self.fb.ins().band_not(x, y),
+            BinOp::OrN => self.fb.ins().bor_not(x, y),
+            BinOp::XNor => self.fb.ins().bxor_not(x, y),
+            BinOp::Min => self.fb.ins().smin(x, y),
+            BinOp::MinU => self.fb.ins().umin(x, y),
+            BinOp::Max => self.fb.ins().smax(x, y),
+            BinOp::MaxU => self.fb.ins().umax(x, y),
+            BinOp::Rol => self.fb.ins().rotl(x, y),
+            BinOp::Ror => self.fb.ins().rotr(x, y),
+            BinOp::RolW | BinOp::RorW => {
+                let x32 = self.fb.ins().ireduce(I32, x);
+                let y32 = self.fb.ins().ireduce(I32, y);
+                let r = if op == BinOp::RolW {
+                    self.fb.ins().rotl(x32, y32)
+                } else {
+                    self.fb.ins().rotr(x32, y32)
+                };
+                self.fb.ins().sextend(I64, r)
+            }
+            BinOp::BClr | BinOp::BSet | BinOp::BInv => {
+                let one = self.fb.ins().iconst(I64, 1);
+                let bit = self.fb.ins().ishl(one, y);
+                match op {
+                    BinOp::BClr => self.fb.ins().band_not(x, bit),
+                    BinOp::BSet => self.fb.ins().bor(x, bit),
+                    _ => self.fb.ins().bxor(x, bit),
+                }
+            }
+            BinOp::BExt => {
+                let s = self.fb.ins().ushr(x, y);
+                self.fb.ins().band_imm_s(s, 1)
+            }
+            BinOp::Sh1Add | BinOp::Sh2Add | BinOp::Sh3Add => {
+                let n = match op {
+                    BinOp::Sh1Add => 1,
+                    BinOp::Sh2Add => 2,
+                    _ => 3,
+                };
+                let s = self.fb.ins().ishl_imm_s(x, n);
+                self.fb.ins().iadd(s, y)
+            }
+            BinOp::AddUw => self.fb.ins().iadd(z, y),
+            BinOp::Sh1AddUw | BinOp::Sh2AddUw | BinOp::Sh3AddUw => {
+                let n = match op {
+                    BinOp::Sh1AddUw => 1,
+                    BinOp::Sh2AddUw => 2,
+                    _ => 3,
+                };
+                let s = self.fb.ins().ishl_imm_s(z, n);
+                self.fb.ins().iadd(s, y)
+            }
+            BinOp::SllUw => self.fb.ins().ishl(z, y),
+            BinOp::CZeroEqz | BinOp::CZeroNez => {
+                let cc = if op == BinOp::CZeroEqz {
+                    IntCC::Equal
+                } else {
+                    IntCC::NotEqual
+                };
+                let c = self.fb.ins().icmp_imm_s(cc, y, 0);
+                let zero = self.fb.ins().iconst(I64, 0);
+                self.fb.ins().select(c, zero, x)
+            }
+            BinOp::Pack => {
+                let hi = self.fb.ins().ishl_imm_s(y, 32);
+                self.fb.ins().bor(hi, z)
+            }
+            BinOp::PackH => {
+                let lo = self.fb.ins().band_imm_s(x, 0xff);
+                let hb = self.fb.ins().band_imm_s(y, 0xff);
+                let hi = self.fb.ins().ishl_imm_s(hb, 8);
+                self.fb.ins().bor(hi, lo)
+            }
+            BinOp::PackW => {
+                let lo = self.fb.ins().band_imm_s(x, 0xffff);
+                let hb = self.fb.ins().band_imm_s(y, 0xffff);
+                let hi = self.fb.ins().ishl_imm_s(hb, 16);
+                let v = self.fb.ins().bor(hi, lo);
+                self.sext32(v)
+            }
+            BinOp::ClMul | BinOp::ClMulH | BinOp::ClMulR => {
+                let o = self.fb.ins().iconst(I32, op as u8 as i64);
+                self.call(self.sigs.binop, ENV_BINOP, &[o, x, y])
+            }
+        }
+    }
+}
