@@ -1354,22 +1354,26 @@ impl Emulator for Qemu {
     }
 }
 
-/// Tessera's CPU process.
+/// Tessera's CPU process, on the given translator tier (`None`: its default).
 pub struct TesseraCpu {
     pub binary: PathBuf,
+    pub tier: Option<&'static str>,
 }
 
 impl Emulator for TesseraCpu {
     fn name(&self) -> String {
-        "tessera".into()
+        match self.tier {
+            Some(t) => format!("tessera --tier {t}"),
+            None => "tessera".into(),
+        }
     }
     fn run(&self, elf: &Path, timeout: Duration) -> Result<Dump> {
-        run_cmd(
-            Command::new(&self.binary)
-                .args(["--bios", "none", "--serial", "stdio", "--kernel"])
-                .arg(elf),
-            timeout,
-        )
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["--bios", "none", "--serial", "stdio"]);
+        if let Some(t) = self.tier {
+            cmd.args(["--tier", t]);
+        }
+        run_cmd(cmd.arg("--kernel").arg(elf), timeout)
     }
 }
 

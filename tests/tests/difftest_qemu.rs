@@ -55,6 +55,7 @@ fn random_sequences_match_qemu(kind: Kind, count_var: &str, dir: &str) {
         Ok("qemu") => Box::new(Qemu::default()),
         _ => Box::new(TesseraCpu {
             binary: bin_path("tessera-cpu"),
+            tier: None,
         }),
     };
     let cfg = Config {
