@@ -143,6 +143,7 @@ pub struct ClusterDesc {
     pub cmdline: Option<String>,
     pub serial: Option<String>,
     pub ram: Option<Vec<RangeDesc>>,
+    pub tier: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -466,7 +467,19 @@ fn validate(d: &Description, cx: &Ctx, dir: &Path) -> Result<Layout, DescError> 
             }
             stdio_taken = Some(c.name.clone());
         }
+        let tier = match c.tier.as_deref() {
+            None => None,
+            Some(t @ ("interp" | "jit" | "auto")) => Some(t.to_owned()),
+            Some(t) => {
+                return Err(cx.err(
+                    &entry,
+                    "tier",
+                    format!("\"{t}\" is not interp, jit or auto"),
+                ))
+            }
+        };
         clusters.push(ClusterPlan {
+            tier,
             name: c.name.clone(),
             isa: c.isa.clone(),
             harts: c.harts,
@@ -1187,6 +1200,23 @@ address = "0x10003000"
         assert_eq!(l.devices[0].addr, 0x1000_3000);
         assert_eq!(l.devices[0].irq, 3);
         assert_eq!(l.devices[0].cluster, 1);
+        assert_eq!(l.clusters[0].tier, None);
+    }
+
+    #[test]
+    fn a_cluster_names_its_translator_tier() {
+        let dir = std::env::temp_dir().join(format!("tessera-desc-tier-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("k.bin"), [0u8; 4096]).expect("kernel");
+        let jit = GOOD.replacen("harts = 1\n", "harts = 1\ntier = \"jit\"\n", 1);
+        let l = parse(&jit, "tier.toml", &dir).expect("valid");
+        assert_eq!(l.clusters[0].tier.as_deref(), Some("jit"));
+        assert_eq!(l.clusters[1].tier, None);
+        let bad = GOOD.replacen("harts = 1\n", "harts = 1\ntier = \"tcg\"\n", 1);
+        let e = parse(&bad, "tier.toml", &dir).expect_err("unknown tier");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.to_string().contains("tier:"), "{e}");
+        assert!(e.to_string().contains("not interp, jit or auto"), "{e}");
     }
 
     #[test]

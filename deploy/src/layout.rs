@@ -46,6 +46,8 @@ pub struct ClusterPlan {
     pub serial: Serial,
     /// Its view of machine RAM (sorted; the lowest range holds the boot images).
     pub memory: Vec<Range>,
+    /// Translator tiers (`--tier`; `None`: tessera-cpu's default).
+    pub tier: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -613,6 +613,9 @@ impl Supervisor {
                 args.extend(["--append".to_owned(), cmd.clone()]);
             }
             args.extend(["--serial".to_owned(), c.serial.to_string()]);
+            if let Some(t) = &c.tier {
+                args.extend(["--tier".to_owned(), t.clone()]);
+            }
             for r in &c.memory {
                 args.push("--shared-ram".into());
                 args.push(format!(

@@ -39,11 +39,21 @@ fn payload() -> &'static Path {
     })
 }
 
-fn boot_opensbi_with_payload(firmware: &str, kernel: &Path) {
+/// tessera-cpu with 4 harts on translator tier `tier` (`None`: the default, `auto`).
+fn tessera_cpu(tier: Option<&str>) -> Command {
+    let mut c = Command::new(bin_path("tessera-cpu"));
+    c.args(["--harts", "4", "--serial", "stdio"]);
+    if let Some(t) = tier {
+        c.args(["--tier", t]);
+    }
+    c
+}
+
+fn boot_opensbi_with_payload(firmware: &str, kernel: &Path, tier: Option<&str>) {
     let fw = debian_file(&format!("{OPENSBI_DIR}/{firmware}"), "opensbi");
     let out = run_with_timeout(
-        Command::new(bin_path("tessera-cpu"))
-            .args(["--harts", "4", "--serial", "stdio", "--bios"])
+        tessera_cpu(tier)
+            .arg("--bios")
             .arg(&fw)
             .arg("--kernel")
             .arg(kernel),
@@ -80,21 +90,63 @@ fn boot_opensbi_with_payload(firmware: &str, kernel: &Path) {
 
 #[test]
 fn opensbi_fw_jump_boots_4_harts_and_runs_payload_to_srst_shutdown() {
-    boot_opensbi_with_payload("fw_jump.bin", &payload().join("payload.bin"));
+    boot_opensbi_with_payload("fw_jump.bin", &payload().join("payload.bin"), None);
 }
 
 #[test]
 fn opensbi_fw_dynamic_boots_4_harts_and_runs_elf_payload_to_srst_shutdown() {
-    boot_opensbi_with_payload("fw_dynamic.bin", &payload().join("payload.elf"));
+    boot_opensbi_with_payload("fw_dynamic.bin", &payload().join("payload.elf"), None);
 }
 
 #[test]
 fn uboot_reaches_prompt_and_runs_version_bdinfo_dm_tree_pci_poweroff() {
+    uboot_session(None);
+}
+
+/// The same boots with every block compiled, and on the interpreter alone.
+mod tiers {
+    use super::*;
+
+    #[test]
+    fn jit_opensbi_fw_jump_payload() {
+        boot_opensbi_with_payload("fw_jump.bin", &payload().join("payload.bin"), Some("jit"));
+    }
+
+    #[test]
+    fn jit_opensbi_fw_dynamic_elf_payload() {
+        let elf = payload().join("payload.elf");
+        boot_opensbi_with_payload("fw_dynamic.bin", &elf, Some("jit"));
+    }
+
+    #[test]
+    fn jit_uboot_session() {
+        uboot_session(Some("jit"));
+    }
+
+    #[test]
+    fn interp_opensbi_fw_jump_payload() {
+        let bin = payload().join("payload.bin");
+        boot_opensbi_with_payload("fw_jump.bin", &bin, Some("interp"));
+    }
+
+    #[test]
+    fn interp_opensbi_fw_dynamic_elf_payload() {
+        let elf = payload().join("payload.elf");
+        boot_opensbi_with_payload("fw_dynamic.bin", &elf, Some("interp"));
+    }
+
+    #[test]
+    fn interp_uboot_session() {
+        uboot_session(Some("interp"));
+    }
+}
+
+fn uboot_session(tier: Option<&str>) {
     let fw = debian_file(&format!("{OPENSBI_DIR}/fw_jump.bin"), "opensbi");
     let uboot = debian_file(UBOOT_SMODE, "u-boot-qemu");
     let mut c = Console::spawn(
-        Command::new(bin_path("tessera-cpu"))
-            .args(["--harts", "4", "--serial", "stdio", "--bios"])
+        tessera_cpu(tier)
+            .arg("--bios")
             .arg(&fw)
             .arg("--kernel")
             .arg(&uboot),

@@ -6,6 +6,10 @@
 //! - `TESSERA_GUEST_RUNNER`: `tessera` (default; `tessera-cpu --bios none --kernel X.elf --harts N
 //!   --serial stdio`) or `qemu` (`qemu-system-riscv64 -M virt -cpu rv64,zicond=true,zbc=true,zbkb=true -m 256M -smp N -bios none ...`).
 //! - `TESSERA_GUEST_TIMEOUT_SCALE`: multiply every timeout (e.g. `5` for a slow debug build).
+//!
+//! On Tessera every program runs three times: `guest_<name>` on the default tiers (`auto`),
+//! `jit::guest_<name>` with every block compiled (`--tier jit`) and `interp::guest_<name>` on the
+//! interpreter alone (`--tier interp`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +39,7 @@ impl Runner {
         }
     }
 
-    fn command(self, elf: &Path, harts: u32) -> Result<Command, String> {
+    fn command(self, elf: &Path, harts: u32, tier: Option<&str>) -> Result<Command, String> {
         match self {
             Self::Tessera => {
                 let bin = std::panic::catch_unwind(|| bin_path("tessera-cpu")).map_err(|e| {
@@ -50,6 +54,9 @@ impl Runner {
                     "--serial",
                     "stdio",
                 ]);
+                if let Some(t) = tier {
+                    c.args(["--tier", t]);
+                }
                 Ok(c)
             }
             Self::Qemu => {
@@ -99,14 +106,18 @@ fn built() -> &'static Result<PathBuf, String> {
     })
 }
 
-fn run_guest(prog: &GuestProgram, runner: Result<Runner, String>) -> Result<(), Failed> {
+fn run_guest(
+    prog: &GuestProgram,
+    runner: Result<Runner, String>,
+    tier: Option<&str>,
+) -> Result<(), Failed> {
     let runner = runner?;
     let out = built()
         .as_ref()
         .map_err(|e| Failed::from(format!("building guests: {e}")))?;
     let elf = prog.elf(out);
     let timeout = prog.timeout.mul_f64(timeout_scale());
-    let mut cmd = runner.command(&elf, prog.harts)?;
+    let mut cmd = runner.command(&elf, prog.harts, tier)?;
     let res = run_with_timeout(&mut cmd, timeout)
         .map_err(|e| format!("starting {:?} for {}: {e}", runner, elf.display()))?;
     if !res.timed_out && res.code == Some(0) {
@@ -121,8 +132,14 @@ fn run_guest(prog: &GuestProgram, runner: Result<Runner, String>) -> Result<(), 
         }
     };
     Err(format!(
-        "{} on {:?} with {} hart(s): {status}\n--- UART (stdout) ---\n{}\n--- stderr ---\n{}",
-        prog.name, runner, prog.harts, res.stdout, res.stderr
+        "{} on {:?} (tier {}) with {} hart(s): {status}\n--- UART (stdout) ---\n{}\n--- stderr \
+         ---\n{}",
+        prog.name,
+        runner,
+        tier.unwrap_or("default"),
+        prog.harts,
+        res.stdout,
+        res.stderr
     )
     .into())
 }
@@ -137,15 +154,21 @@ fn main() {
         }
     };
     let runner = Runner::from_env();
-    let trials = programs
-        .into_iter()
-        .map(|prog| {
-            let prog = Arc::new(prog);
-            let runner = runner.clone();
-            Trial::test(format!("guest_{}", prog.name), move || {
-                run_guest(&prog, runner)
-            })
-        })
-        .collect();
+    let tiers: &[Option<&'static str>] = match runner {
+        Ok(Runner::Tessera) => &[None, Some("jit"), Some("interp")],
+        _ => &[None],
+    };
+    let mut trials = Vec::new();
+    for prog in programs {
+        let prog = Arc::new(prog);
+        for &tier in tiers {
+            let (prog, runner) = (prog.clone(), runner.clone());
+            let name = match tier {
+                Some(t) => format!("{t}::guest_{}", prog.name),
+                None => format!("guest_{}", prog.name),
+            };
+            trials.push(Trial::test(name, move || run_guest(&prog, runner, tier)));
+        }
+    }
     libtest_mimic::run(&args, trials).exit();
 }

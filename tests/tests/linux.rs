@@ -402,7 +402,23 @@ fn linux_fixture_passes_on_qemu() {
 
 #[test]
 fn linux_boots_on_tessera_with_disk_and_console_out_of_process() {
-    let Some(fx) = Fixture::new("linux-tessera") else {
+    boot_linux_on_tessera("linux-tessera", None);
+}
+
+/// The same boot with every block compiled by the JIT before it first runs.
+#[test]
+fn linux_boots_with_tier_jit() {
+    boot_linux_on_tessera("linux-tessera-jit", Some("jit"));
+}
+
+/// The same boot on the interpreter alone.
+#[test]
+fn linux_boots_with_tier_interp() {
+    boot_linux_on_tessera("linux-tessera-interp", Some("interp"));
+}
+
+fn boot_linux_on_tessera(name: &str, tier: Option<&str>) {
+    let Some(fx) = Fixture::new(name) else {
         return;
     };
     // What this build advertises: the device tree tessera-cpu generates for the same harts
@@ -432,6 +448,7 @@ firmware = {}
 kernel = {}
 initrd = {}
 cmdline = "{}"
+{}
 
 [[device]]
 id = "disk0"
@@ -447,6 +464,7 @@ output = "file:{}"
             toml_path(&fx.kit.join("Image")),
             toml_path(&fx.initramfs),
             fx.cmdline(),
+            tier.map(|t| format!("tier = \"{t}\"")).unwrap_or_default(),
             toml_path(&fx.disk),
             fx.hvc0.to_str().expect("UTF-8 path"),
         ),

@@ -65,7 +65,11 @@ fn run(kind: Kind, count_var: &str, default: usize, dir: &str) {
     let start = Instant::now();
     match run_difftest(&cfg) {
         Ok(s) => {
-            assert!(s.sequences >= count, "ran {} of {count} sequences", s.sequences);
+            assert!(
+                s.sequences >= count,
+                "ran {} of {count} sequences",
+                s.sequences
+            );
             eprintln!(
                 "tier difftest ({kind:?}): {} sequences ({} units) in {} programs match between \
                  the interpreter and the JIT (seed {seed:#x}) in {:.1?}",
@@ -81,10 +85,20 @@ fn run(kind: Kind, count_var: &str, default: usize, dir: &str) {
 
 #[test]
 fn jit_matches_interpreter_on_random_integer_sequences() {
-    run(Kind::Integer, "TESSERA_TIER_DIFFTEST_COUNT", 3000, "tier-difftest");
+    run(
+        Kind::Integer,
+        "TESSERA_TIER_DIFFTEST_COUNT",
+        3000,
+        "tier-difftest",
+    );
 }
 
 #[test]
 fn jit_matches_interpreter_on_random_fp_sequences() {
-    run(Kind::Float, "TESSERA_TIER_DIFFTEST_FP_COUNT", 2000, "tier-difftest-fp");
+    run(
+        Kind::Float,
+        "TESSERA_TIER_DIFFTEST_FP_COUNT",
+        2000,
+        "tier-difftest-fp",
+    );
 }

@@ -466,9 +466,7 @@ impl Hart {
                 self.write_mip_bits(mask, v)
             }
             PMPCFG0..=PMPCFG15 => {
-                // Permissions change: cached permissions and translated code go.
-                self.cpu.tlb.flush();
-                self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
+                let before = c.pmpcfg;
                 let first = (num - PMPCFG0) as usize * 4;
                 for k in 0..8 {
                     if let Some(cfg) = c.pmpcfg.get_mut(first + k) {
@@ -481,10 +479,14 @@ impl Hart {
                         }
                     }
                 }
+                if c.pmpcfg != before {
+                    // Permissions changed: cached permissions and translated code go. (Firmware
+                    // rewrites the same values often, e.g. OpenSBI at every hart start.)
+                    self.cpu.tlb.flush();
+                    self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
+                }
             }
             PMPADDR0..=PMPADDR63 => {
-                self.cpu.tlb.flush();
-                self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
                 let i = (num - PMPADDR0) as usize;
                 if i < NUM_PMP {
                     let locked = c.pmpcfg[i] & 0x80 != 0;
@@ -492,8 +494,16 @@ impl Hart {
                         .pmpcfg
                         .get(i + 1)
                         .is_some_and(|n| n & 0x80 != 0 && (n >> 3) & 3 == 1);
-                    if !locked && !next_locks_tor {
+                    if !locked && !next_locks_tor && c.pmpaddr[i] != v & PMPADDR_MASK {
                         c.pmpaddr[i] = v & PMPADDR_MASK;
+                        // Only an address some active entry uses changes permissions (OpenSBI
+                        // probes every pmpaddr with all entries off at each hart's start).
+                        let active = (c.pmpcfg[i] >> 3) & 3 != 0
+                            || c.pmpcfg.get(i + 1).is_some_and(|n| (n >> 3) & 3 == 1);
+                        if active {
+                            self.cpu.tlb.flush();
+                            self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
+                        }
                     }
                 }
             }
