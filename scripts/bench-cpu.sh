@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # CPU throughput benchmark: Tessera's tessera-cpu against QEMU TCG on the same bare-metal riscv64
-# workloads (tests/guests/bench). See docs/PERFORMANCE.md.
+# workloads (tests/guests/bench), side by side: Tessera with its default tiers (`--tier auto`:
+# hot blocks compiled by Cranelift in the background, "jit" below), Tessera on the interpreter
+# alone (`--tier interp`) and QEMU. Reports wall times, guest MIPS, the speed ratios against QEMU
+# and the JIT's compile time with its share of the run; then (unless --no-linux) the Linux
+# boot-to-marker ratio from scripts/bench-linux-boot.sh --boot-only. See docs/PERFORMANCE.md.
 #
 # Usage: scripts/bench-cpu.sh [--runs N] [--quick] [--scale N] [--markdown FILE] [WORKLOAD...]
 #   --runs N         runs per emulator and workload, alternating Tessera/QEMU; the median wall
@@ -8,6 +12,7 @@
 #   --quick          smoke run: SCALE=1 (about a tenth of the work), 1 run unless --runs is given
 #   --scale N        workload size (default 10: each workload takes >= 2 s on QEMU TCG)
 #   --markdown FILE  also write the markdown table to FILE
+#   --no-linux       skip the Linux boot measurement
 #   WORKLOAD...      subset of crc32 matrix mix sort string (default: all)
 # Environment: QEMU (default qemu-system-riscv64), TIMEOUT per run in seconds (default 600),
 #   CARGO_TARGET_DIR.
@@ -30,6 +35,7 @@ while [ $# -gt 0 ]; do
         --scale=*) scale=${1#--scale=}; shift ;;
         --markdown) markdown=$2; shift 2 ;;
         --markdown=*) markdown=${1#--markdown=}; shift ;;
+        --no-linux) no_linux=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option: $1" >&2; exit 2 ;;
         *) workloads+=("$1"); shift ;;
@@ -82,23 +88,30 @@ run_one() {
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 failed=()
-rows=()     # workload insns t_tessera mips_tessera t_qemu mips_qemu ratio
+rows=()     # workload insns t_jit mips_jit t_interp t_qemu jit/qemu interp/qemu compile_s
 for w in "${workloads[@]}"; do
     elf=$OUT/$w.elf
-    t_times=()
+    j_times=()
+    i_times=()
     q_times=()
+    compile=()
     insns=""
     ok=1
     for r in $(seq 1 "$runs"); do
-        # Alternate which emulator goes first, so neither always runs on a warmer machine.
-        for emu in $([ $((r % 2)) -eq 1 ] && echo "tessera qemu" || echo "qemu tessera"); do
+        # Rotate which emulator goes first, so none always runs on a warmer machine.
+        case $((r % 3)) in
+            1) order="jit interp qemu" ;;
+            2) order="qemu jit interp" ;;
+            *) order="interp qemu jit" ;;
+        esac
+        for emu in $order; do
             log=$LOGS/$w.$emu.$r
-            if [ "$emu" = tessera ]; then
-                if ! t=$(run_one "tessera-cpu $w (run $r)" "$log" \
-                        "$TESSERA" --bios none --kernel "$elf" --serial stdio --stats); then
+            if [ "$emu" != qemu ]; then
+                if ! t=$(run_one "tessera-cpu --tier $emu $w (run $r)" "$log" \
+                        "$TESSERA" --bios none --kernel "$elf" --serial stdio --stats \
+                        --tier "$([ "$emu" = jit ] && echo auto || echo interp)"); then
                     ok=0; break 2
                 fi
-                t_times+=("$t")
                 n=$(sed -n 's/^tessera-cpu: total: \([0-9]*\) instructions.*/\1/p' "$log.err")
                 if [ -z "$n" ]; then
                     echo "FAIL: tessera-cpu $w: no instruction count in --stats output" >&2
@@ -108,6 +121,13 @@ for w in "${workloads[@]}"; do
                     echo "warning: $w: instruction count differs between runs ($insns vs $n)" >&2
                 fi
                 insns=$n
+                if [ "$emu" = jit ]; then
+                    j_times+=("$t")
+                    c=$(sed -n 's/.* \([0-9.]*\) s compiling;.*/\1/p' "$log.err" | awk '{ s += $1 } END { printf "%.3f", s }')
+                    compile+=("$c")
+                else
+                    i_times+=("$t")
+                fi
             else
                 if ! t=$(run_one "qemu $w (run $r)" "$log" \
                         "$QEMU" -M virt -m 256M -smp 1 -bios none -nographic -monitor none \
@@ -123,10 +143,12 @@ for w in "${workloads[@]}"; do
         failed+=("$w")
         continue
     fi
-    tt=$(printf '%s\n' "${t_times[@]}" | median)
+    jt=$(printf '%s\n' "${j_times[@]}" | median)
+    it=$(printf '%s\n' "${i_times[@]}" | median)
     qt=$(printf '%s\n' "${q_times[@]}" | median)
-    rows+=("$(awk -v w="$w" -v n="$insns" -v tt="$tt" -v qt="$qt" \
-        'BEGIN { printf "%s %s %.3f %.1f %.3f %.1f %.3f\n", w, n, tt, n / tt / 1e6, qt, n / qt / 1e6, qt / tt }')")
+    ct=$(printf '%s\n' "${compile[@]}" | median)
+    rows+=("$(awk -v w="$w" -v n="$insns" -v jt="$jt" -v it="$it" -v qt="$qt" -v ct="$ct" \
+        'BEGIN { printf "%s %s %.3f %.1f %.3f %.3f %.3f %.3f %.3f\n", w, n, jt, n / jt / 1e6, it, qt, qt / jt, qt / it, ct }')")
 done
 
 qemu_version=$("$QEMU" --version | head -n 1 | sed 's/^QEMU emulator version //')
@@ -135,39 +157,48 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n 1)" ]; then rev="$rev+dirty"; fi
 header="$(date -u +%Y-%m-%d) · tessera $rev · QEMU $qemu_version (TCG) · ${cpu:-unknown CPU}, $(nproc) cores · SCALE $scale · median of $runs run(s)"
 
-geo=""
+geo_j=""
+geo_i=""
 if [ ${#rows[@]} -gt 0 ]; then
-    geo=$(printf '%s\n' "${rows[@]}" | awk '{ s += log($7); n++ } END { printf "%.3f", exp(s / n) }')
+    geo_j=$(printf '%s\n' "${rows[@]}" | awk '{ s += log($7); n++ } END { printf "%.3f", exp(s / n) }')
+    geo_i=$(printf '%s\n' "${rows[@]}" | awk '{ s += log($8); n++ } END { printf "%.3f", exp(s / n) }')
 fi
-
-echo
-echo "$header"
-printf '%-8s %14s %11s %13s %9s %11s %16s\n' workload "guest insns" "tessera s" "tessera MIPS" "qemu s" "qemu MIPS*" "tessera/qemu"
-for row in "${rows[@]}"; do
-    # shellcheck disable=SC2086
-    set -- $row
-    printf '%-8s %14s %11s %13s %9s %11s %16s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7"
-done
-[ -n "$geo" ] && printf '%-8s %14s %11s %13s %9s %11s %16s\n' geomean "" "" "" "" "" "$geo"
-echo "* qemu MIPS = Tessera's exact instruction count / QEMU wall time (same program, same path)"
 
 md=$(
     echo "$header"
     echo
-    echo "| workload | guest instructions | Tessera wall s | Tessera MIPS | QEMU wall s | QEMU MIPS* | Tessera/QEMU speed |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| workload | guest instructions | JIT wall s | JIT MIPS | interp wall s | QEMU wall s | JIT speed / QEMU | interp speed / QEMU | compiling s (share) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for row in "${rows[@]}"; do
         # shellcheck disable=SC2086
         set -- $row
-        echo "| $1 | $2 | $3 | $4 | $5 | $6 | $7 |"
+        share=$(awk -v c="$9" -v t="$3" 'BEGIN { printf "%.0f%%", 100 * c / t }')
+        echo "| $1 | $2 | $3 | $4 | $5 | $6 | $7 | $8 | $9 ($share) |"
     done
-    [ -n "$geo" ] && echo "| **geometric mean** | | | | | | **$geo** |"
-    for f in "${failed[@]}"; do echo "| $f | FAILED | | | | | |"; done
+    [ -n "$geo_j" ] && echo "| **geometric mean** | | | | | | **$geo_j** | **$geo_i** | |"
+    for f in "${failed[@]}"; do echo "| $f | FAILED | | | | | | | |"; done
+    echo
+    echo "Speed / QEMU = QEMU wall time / Tessera wall time (above 1: Tessera is faster). JIT = \`--tier auto\`; compiling = time spent in Cranelift (on the background thread) and its share of the JIT run's wall time."
 )
 echo
 echo "$md"
 if [ -n "$markdown" ]; then
     echo "$md" >"$markdown"
+fi
+
+if [ "${no_linux:-0}" != 1 ]; then
+    echo "== Linux boot to /init (scripts/bench-linux-boot.sh --boot-only)" >&2
+    linux_md=$(mktemp)
+    if bash "$ROOT/scripts/bench-linux-boot.sh" --boot-only --runs "$runs" --markdown "$linux_md" >&2; then
+        echo
+        cat "$linux_md"
+        if [ -n "$markdown" ]; then
+            { echo; cat "$linux_md"; } >>"$markdown"
+        fi
+    else
+        failed+=("linux-boot")
+    fi
+    rm -f "$linux_md"
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

@@ -129,7 +129,7 @@ fn run_tiered<G: Guest>(
     signals: &VcpuSignals,
     tier: &mut dyn CodeTier,
 ) {
-    let mut env = native::env_for(g, signals.pending_word());
+    let mut env = native::env_for(g, signals.pending_word(), tier.gate());
     let mut tier_generation = cache.generation();
     let threshold = tier.threshold();
     let mut since_poll = 0u32;

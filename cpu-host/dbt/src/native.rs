@@ -28,6 +28,11 @@ pub const CALL_OK: u32 = 0;
 /// Callback status: the guest took a trap; the block must end (state already redirected).
 pub const CALL_TRAPPED: u32 = 1;
 
+/// A callback from compiled code: `(env, a, b, c, d)`; it leaves its status ([`CALL_OK`],
+/// [`CALL_TRAPPED`]) in `NativeEnv::status` and its value in `NativeEnv::out`. One shape for
+/// all, so a tier needs a single register-preserving gate to reach them.
+pub type Callback = extern "C" fn(*mut NativeEnv, u64, u64, u64, u64);
+
 /// What compiled code sees of its vCPU: raw pointers and callbacks at fixed offsets
 /// (`#[repr(C)]`). One per vCPU, alive while compiled code runs.
 #[repr(C)]
@@ -42,22 +47,29 @@ pub struct NativeEnv {
     pub epoch: u64,
     /// Index of the block that returned (for [`BlockExit::Link`]).
     pub last: u64,
-    /// Out-value of the last callback.
+    /// Value of the last callback.
     pub out: u64,
-    pub load_slow: extern "C" fn(*mut c_void, u64, u32, *mut u64) -> u32,
-    pub store_slow: extern "C" fn(*mut c_void, u64, u32, u64) -> u32,
-    /// (guest, id, imm, a, out)
-    pub helper: extern "C" fn(*mut c_void, u32, i64, u64, *mut u64) -> u32,
-    /// (guest, op | size_log2 << 8, vaddr, src, out)
-    pub amo: extern "C" fn(*mut c_void, u32, u64, u64, *mut u64) -> u32,
-    /// (guest, size_log2, vaddr, out)
-    pub load_reserved: extern "C" fn(*mut c_void, u32, u64, *mut u64) -> u32,
-    /// (guest, size_log2, vaddr, src, out)
-    pub store_cond: extern "C" fn(*mut c_void, u32, u64, u64, *mut u64) -> u32,
+    /// Status of the last callback.
+    pub status: u64,
+    /// The tier's gate that calls a [`Callback`] (the tier's own convention; see
+    /// [`CodeTier::gate`]).
+    pub gate: usize,
+    /// (vaddr, size_log2): the guest's load.
+    pub load_slow: Callback,
+    /// (vaddr, size_log2, value)
+    pub store_slow: Callback,
+    /// (id, imm, a)
+    pub helper: Callback,
+    /// (op | size_log2 << 8, vaddr, src)
+    pub amo: Callback,
+    /// (size_log2, vaddr)
+    pub load_reserved: Callback,
+    /// (size_log2, vaddr, src)
+    pub store_cond: Callback,
     /// Pure operations the code generator leaves out of line: (op, a).
-    pub unop: extern "C" fn(u32, u64) -> u64,
+    pub unop: Callback,
     /// (op, a, b)
-    pub binop: extern "C" fn(u32, u64, u64) -> u64,
+    pub binop: Callback,
 }
 
 /// Field offsets a code generator needs (of [`NativeEnv`] and [`CpuState`]).
@@ -73,6 +85,8 @@ pub mod offsets {
     pub const ENV_EPOCH: i32 = offset_of!(NativeEnv, epoch) as i32;
     pub const ENV_LAST: i32 = offset_of!(NativeEnv, last) as i32;
     pub const ENV_OUT: i32 = offset_of!(NativeEnv, out) as i32;
+    pub const ENV_STATUS: i32 = offset_of!(NativeEnv, status) as i32;
+    pub const ENV_GATE: i32 = offset_of!(NativeEnv, gate) as i32;
     pub const ENV_LOAD_SLOW: i32 = offset_of!(NativeEnv, load_slow) as i32;
     pub const ENV_STORE_SLOW: i32 = offset_of!(NativeEnv, store_slow) as i32;
     pub const ENV_HELPER: i32 = offset_of!(NativeEnv, helper) as i32;
@@ -139,6 +153,8 @@ pub trait CodeTier {
     /// `entry` was returned by this tier since its last reset, and `env` is fully set up for the
     /// running vCPU (pointers valid, no other reference to the guest in use).
     unsafe fn enter(&self, entry: usize, env: *mut NativeEnv) -> u32;
+    /// Address of the tier's gate to callbacks (stored in [`NativeEnv::gate`]).
+    fn gate(&self) -> usize;
     fn stats(&self) -> TierStats;
 }
 
@@ -157,8 +173,8 @@ pub struct TierStats {
     pub resets: u64,
 }
 
-/// Build the environment for guest `G` (callbacks monomorphised for it).
-pub fn env_for<G: Guest>(g: &mut G, pending: &AtomicU64) -> NativeEnv {
+/// Build the environment for guest `G` (callbacks monomorphised for it), calling through `gate`.
+pub fn env_for<G: Guest>(g: &mut G, pending: &AtomicU64, gate: usize) -> NativeEnv {
     NativeEnv {
         cpu: g.cpu() as *mut CpuState,
         guest: g as *mut G as *mut c_void,
@@ -166,6 +182,8 @@ pub fn env_for<G: Guest>(g: &mut G, pending: &AtomicU64) -> NativeEnv {
         epoch: 0,
         last: 0,
         out: 0,
+        status: 0,
+        gate,
         load_slow: load_slow::<G>,
         store_slow: store_slow::<G>,
         helper: helper::<G>,
@@ -177,98 +195,83 @@ pub fn env_for<G: Guest>(g: &mut G, pending: &AtomicU64) -> NativeEnv {
     }
 }
 
-/// # Safety (all callbacks)
-/// `g` is the `*mut G` of [`env_for`], called from compiled code run by [`CodeTier::enter`],
-/// while the run loop does not use its own reference; `out` points to `NativeEnv::out`.
-fn guest<'a, G>(g: *mut c_void) -> &'a mut G {
-    // SAFETY: see above: the pointer came from a live `&mut G` that is not used meanwhile.
-    unsafe { &mut *(g as *mut G) }
+/// The environment and guest of a callback.
+///
+/// Safety (all callbacks): `env` is the environment compiled code was entered with by
+/// [`CodeTier::enter`]; its `guest` came from a live `&mut G` that the run loop does not use
+/// until the compiled code returns.
+fn parts<'a, G>(env: *mut NativeEnv) -> (&'a mut NativeEnv, &'a mut G) {
+    // SAFETY: see above. `NativeEnv` and the guest are distinct objects (`env` lives on the run
+    // loop's stack, `guest` is the vCPU), so the two references do not alias.
+    unsafe {
+        let e = &mut *env;
+        let g = &mut *(e.guest as *mut G);
+        (e, g)
+    }
 }
 
-fn put(out: *mut u64, v: u64) {
-    // SAFETY: `out` is `&mut NativeEnv::out` of the running environment.
-    unsafe { *out = v }
-}
-
-extern "C" fn load_slow<G: Guest>(g: *mut c_void, va: u64, size_log2: u32, out: *mut u64) -> u32 {
-    match guest::<G>(g).load_slow(va, size_log2) {
+fn finish(e: &mut NativeEnv, r: Result<u64, Trapped>) {
+    match r {
         Ok(v) => {
-            put(out, v);
-            CALL_OK
+            e.out = v;
+            e.status = CALL_OK as u64;
         }
-        Err(Trapped) => CALL_TRAPPED,
+        Err(Trapped) => e.status = CALL_TRAPPED as u64,
     }
 }
 
-extern "C" fn store_slow<G: Guest>(g: *mut c_void, va: u64, size_log2: u32, v: u64) -> u32 {
-    match guest::<G>(g).store_slow(va, size_log2, v) {
-        Ok(()) => CALL_OK,
-        Err(Trapped) => CALL_TRAPPED,
-    }
+extern "C" fn load_slow<G: Guest>(env: *mut NativeEnv, va: u64, size_log2: u64, _: u64, _: u64) {
+    let (e, g) = parts::<G>(env);
+    finish(e, g.load_slow(va, size_log2 as u32));
 }
 
-extern "C" fn helper<G: Guest>(g: *mut c_void, id: u32, imm: i64, a: u64, out: *mut u64) -> u32 {
-    match guest::<G>(g).helper(id as u16, imm, a) {
-        Ok(v) => {
-            put(out, v);
-            CALL_OK
-        }
-        Err(Trapped) => CALL_TRAPPED,
-    }
+extern "C" fn store_slow<G: Guest>(env: *mut NativeEnv, va: u64, size_log2: u64, v: u64, _: u64) {
+    let (e, g) = parts::<G>(env);
+    finish(e, g.store_slow(va, size_log2 as u32, v).map(|()| 0));
 }
 
-extern "C" fn amo<G: Guest>(g: *mut c_void, op: u32, va: u64, src: u64, out: *mut u64) -> u32 {
-    let g = guest::<G>(g);
+extern "C" fn helper<G: Guest>(env: *mut NativeEnv, id: u64, imm: u64, a: u64, _: u64) {
+    let (e, g) = parts::<G>(env);
+    finish(e, g.helper(id as u16, imm as i64, a));
+}
+
+extern "C" fn amo<G: Guest>(env: *mut NativeEnv, op: u64, va: u64, src: u64, _: u64) {
+    let (e, g) = parts::<G>(env);
     let size_log2 = (op >> 8) as u8;
-    let Some(&amo_op) = crate::ir::AmoOp::ALL.get((op & 0xff) as usize) else {
-        return CALL_TRAPPED; // not produced by any code generator of ours
+    let r = match crate::ir::AmoOp::ALL.get((op & 0xff) as usize) {
+        Some(&amo_op) => interp::atomic_rmw(g, va, size_log2, amo_op, src),
+        // Not produced by any code generator of ours; a guest cannot choose it.
+        None => Err(Trapped),
     };
-    match interp::atomic_rmw(g, va, size_log2, amo_op, src) {
-        Ok(v) => {
-            put(out, v);
-            CALL_OK
-        }
-        Err(Trapped) => CALL_TRAPPED,
-    }
+    finish(e, r);
 }
 
 extern "C" fn load_reserved<G: Guest>(
-    g: *mut c_void,
-    size_log2: u32,
+    env: *mut NativeEnv,
+    size_log2: u64,
     va: u64,
-    out: *mut u64,
-) -> u32 {
-    match interp::load_reserved(guest::<G>(g), va, size_log2 as u8) {
-        Ok(v) => {
-            put(out, v);
-            CALL_OK
-        }
-        Err(Trapped) => CALL_TRAPPED,
-    }
+    _: u64,
+    _: u64,
+) {
+    let (e, g) = parts::<G>(env);
+    finish(e, interp::load_reserved(g, va, size_log2 as u8));
 }
 
-extern "C" fn store_cond<G: Guest>(
-    g: *mut c_void,
-    size_log2: u32,
-    va: u64,
-    src: u64,
-    out: *mut u64,
-) -> u32 {
-    match interp::store_conditional(guest::<G>(g), va, size_log2 as u8, src) {
-        Ok(v) => {
-            put(out, v);
-            CALL_OK
-        }
-        Err(Trapped) => CALL_TRAPPED,
-    }
+extern "C" fn store_cond<G: Guest>(env: *mut NativeEnv, size_log2: u64, va: u64, src: u64, _: u64) {
+    let (e, g) = parts::<G>(env);
+    finish(e, interp::store_conditional(g, va, size_log2 as u8, src));
 }
 
-extern "C" fn unop(op: u32, a: u64) -> u64 {
-    UnOp::ALL.get(op as usize).map_or(0, |o| o.eval(a))
+extern "C" fn unop(env: *mut NativeEnv, op: u64, a: u64, _: u64, _: u64) {
+    // SAFETY: `env` is the running environment (see `parts`).
+    let e = unsafe { &mut *env };
+    e.out = UnOp::ALL.get(op as usize).map_or(0, |o| o.eval(a));
 }
 
-extern "C" fn binop(op: u32, a: u64, b: u64) -> u64 {
-    BinOp::ALL.get(op as usize).map_or(0, |o| o.eval(a, b))
+extern "C" fn binop(env: *mut NativeEnv, op: u64, a: u64, b: u64, _: u64) {
+    // SAFETY: `env` is the running environment (see `parts`).
+    let e = unsafe { &mut *env };
+    e.out = BinOp::ALL.get(op as usize).map_or(0, |o| o.eval(a, b));
 }
 
 /// How a compiled block's return value maps to the run loop's [`BlockExit`].

@@ -8,10 +8,14 @@
 //! never waits for it: it keeps interpreting until the code is ready. Threshold 0 (`--tier jit`)
 //! compiles every block on first use, on the vCPU's thread: the mode the tier tests use.
 //!
+//! `TESSERA_JIT_DISASM=1` prints the host code of every compiled block to stderr, and
+//! `TESSERA_JIT_PERFMAP=1` names them for `perf` in `/tmp/perf-PID.map` (debugging).
+//!
 //! Only x86-64 hosts are supported (the code arena relies on its coherent instruction fetch);
 //! elsewhere [`Jit::supported`] is false and the machine stays at tier 0.
 
 pub mod arena;
+pub mod gate;
 pub mod lower;
 
 use arena::CodeArena;
@@ -123,6 +127,8 @@ impl Compiler {
     fn finish(&mut self, func: cranelift_codegen::ir::Function) -> Result<Vec<u8>, String> {
         self.ctx.clear();
         self.ctx.func = func;
+        let disasm = std::env::var_os("TESSERA_JIT_DISASM").is_some();
+        self.ctx.set_disasm(disasm);
         let code = self
             .ctx
             .compile(&*self.isa, &mut ControlPlane::default())
@@ -132,12 +138,21 @@ impl Compiler {
         if !code.buffer.relocs().is_empty() {
             return Err("code needs relocations".into());
         }
+        if let Some(text) = code.vcode.as_deref().filter(|_| disasm) {
+            eprintln!("{text}");
+        }
         Ok(code.code_buffer().to_vec())
     }
 
     fn compile_block(&mut self, b: &Block, info: CompileInfo) -> Result<Vec<u8>, String> {
         let cfg = self.isa.frontend_config();
         let func = lower::build_block(&mut self.fctx, cfg, b, info);
+        if std::env::var_os("TESSERA_JIT_DISASM").is_some() {
+            eprintln!(
+                "block {:#x} ({} instructions): {:?}",
+                b.pc, b.n_insns, b.ops
+            );
+        }
         self.finish(func)
     }
 
@@ -156,6 +171,7 @@ struct Job {
 }
 
 struct Done {
+    pc: u64,
     index: u32,
     generation: u64,
     code: Result<Vec<u8>, String>,
@@ -233,6 +249,7 @@ fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>) {
             );
         }
         let done = Done {
+            pc: job.block.pc,
             index: job.info.index,
             generation: job.generation,
             code,
@@ -256,6 +273,8 @@ pub struct JitTier {
     done: Receiver<Done>,
     in_flight: usize,
     stats: TierStats,
+    /// `TESSERA_JIT_PERFMAP=1`: `/tmp/perf-PID.map`, so `perf` names compiled blocks.
+    perf_map: Option<std::fs::File>,
 }
 
 impl JitTier {
@@ -283,13 +302,30 @@ impl JitTier {
             done,
             in_flight: 0,
             stats: TierStats::default(),
+            perf_map: std::env::var_os("TESSERA_JIT_PERFMAP").and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(format!("/tmp/perf-{}.map", std::process::id()))
+                    .ok()
+            }),
         })
     }
 
-    fn install(&mut self, code: &[u8]) -> Option<usize> {
+    fn install(&mut self, code: &[u8], pc: u64) -> Option<usize> {
         let entry = self.arena.install(code)?;
         self.stats.compiled += 1;
         self.stats.code_bytes += code.len() as u64;
+        if let Some(f) = &mut self.perf_map {
+            use std::io::Write;
+            let _ = writeln!(f, "{entry:x} {:x} guest_{pc:x}", code.len());
+            if let Some(dir) = std::env::var_os("TESSERA_JIT_CODEDIR") {
+                let _ = std::fs::write(
+                    std::path::Path::new(&dir).join(format!("{entry:x}.bin")),
+                    code,
+                );
+            }
+        }
         Some(entry)
     }
 }
@@ -324,7 +360,7 @@ impl CodeTier for JitTier {
         let code = self.local.as_mut()?.compile_block(block, info);
         self.stats.compile_ns += start.elapsed().as_nanos() as u64;
         match code {
-            Ok(code) => self.install(&code),
+            Ok(code) => self.install(&code, block.pc),
             Err(e) => {
                 tracing::debug!(pc = format_args!("{:#x}", block.pc), "not compiled: {e}");
                 self.stats.failed += 1;
@@ -340,7 +376,7 @@ impl CodeTier for JitTier {
             match done.code {
                 Ok(code) => {
                     // When full, `wants_reset` says so; the block gets hot again afterwards.
-                    if let Some(entry) = self.install(&code) {
+                    if let Some(entry) = self.install(&code, done.pc) {
                         install(done.index, done.generation, Some(entry));
                     }
                 }
@@ -366,6 +402,10 @@ impl CodeTier for JitTier {
     unsafe fn enter(&self, entry: usize, env: *mut NativeEnv) -> u32 {
         // SAFETY: the caller's contract (`entry` is live code of this tier, `env` is set up).
         unsafe { (self.enter)(env, entry) }
+    }
+
+    fn gate(&self) -> usize {
+        gate::address()
     }
 
     fn stats(&self) -> TierStats {

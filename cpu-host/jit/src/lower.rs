@@ -56,13 +56,6 @@ pub fn enter_signature() -> Signature {
     s
 }
 
-fn c_sig(params: &[cranelift_codegen::ir::Type], ret: cranelift_codegen::ir::Type) -> Signature {
-    let mut s = Signature::new(CallConv::SystemV);
-    s.params.extend(params.iter().map(|&t| AbiParam::new(t)));
-    s.returns.push(AbiParam::new(ret));
-    s
-}
-
 /// The trampoline: calls the compiled block at `entry` and returns its exit value.
 pub fn build_enter(fctx: &mut FunctionBuilderContext, cfg: TargetFrontendConfig) -> Function {
     let mut func = Function::with_name_signature(UserFuncName::user(1, 0), enter_signature());
@@ -83,14 +76,14 @@ pub fn build_enter(fctx: &mut FunctionBuilderContext, cfg: TargetFrontendConfig)
 
 struct Sigs {
     block: SigRef,
-    load_slow: SigRef,
-    store_slow: SigRef,
-    helper: SigRef,
-    amo: SigRef,
-    reserve: SigRef,
-    store_cond: SigRef,
-    unop: SigRef,
-    binop: SigRef,
+    /// The gate to callbacks (`crate::gate`): (env, f, a, b, c, d), preserving every register.
+    gate: SigRef,
+}
+
+fn gate_signature() -> Signature {
+    let mut s = Signature::new(CallConv::PreserveAll);
+    s.params.extend((0..6).map(|_| AbiParam::new(I64)));
+    s
 }
 
 /// Guest memory and `CpuState` fields: aligned, never trapping (TLB hits are aligned RAM).
@@ -109,7 +102,164 @@ struct Lower<'a, 'f> {
     vars: Vec<Variable>,
     regs: [Reg; NUM_SLOTS],
     header: cranelift_codegen::ir::Block,
+    /// For a block that branches to itself: the slots it names and, at the loop header, what
+    /// each holds (so the back edge keeps registers in host registers instead of memory).
+    looping: Option<Vec<(u8, Reg)>>,
     sigs: Sigs,
+}
+
+/// The slots the looping part of block `b` names (its ops up to the last one that can branch
+/// back to the start), each with `Dirty` if some op there writes it, else `Clean`. Slots only
+/// named after that stay in memory until used: keeping them live across the loop would only add
+/// register pressure.
+fn named_slots(b: &Block) -> Vec<(u8, Reg)> {
+    let mut st = [None::<Reg>; NUM_SLOTS];
+    let mut reads = Vec::new();
+    let mut writes = Vec::new();
+    let term_loops = match b.term {
+        Terminator::Jump { target } => target == b.pc,
+        Terminator::Branch {
+            taken, fallthrough, ..
+        } => taken == b.pc || fallthrough == b.pc,
+        _ => false,
+    };
+    let last = if term_loops {
+        b.ops.len()
+    } else {
+        b.ops
+            .iter()
+            .rposition(|op| exit_target(op) == Some(b.pc))
+            .map_or(0, |i| i + 1)
+    };
+    for op in &b.ops[..last] {
+        op_slots(op, &mut reads, &mut writes);
+    }
+    if term_loops {
+        match b.term {
+            Terminator::Branch { a, b, .. } => reads.extend([a, b]),
+            Terminator::JumpReg { a } => reads.push(a),
+            _ => {}
+        }
+    }
+    for s in reads {
+        st[s as usize].get_or_insert(Reg::Clean);
+    }
+    for s in writes {
+        st[s as usize] = Some(Reg::Dirty);
+    }
+    st.iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.map(|r| (i as u8, r)))
+        .collect()
+}
+
+/// The target of a side exit.
+fn exit_target(op: &Op) -> Option<u64> {
+    match *op {
+        Op::ExitEq { target, .. }
+        | Op::ExitNe { target, .. }
+        | Op::ExitLt { target, .. }
+        | Op::ExitGe { target, .. }
+        | Op::ExitLtU { target, .. }
+        | Op::ExitGeU { target, .. } => Some(target),
+        _ => None,
+    }
+}
+
+/// The slots `op` reads and writes (helpers may touch any slot; they go through memory).
+fn op_slots(op: &Op, r: &mut Vec<u8>, w: &mut Vec<u8>) {
+    match *op {
+        Op::MovI { d, .. } => w.push(d),
+        Op::Mov { d, a }
+        | Op::Unary { d, a, .. }
+        | Op::BinaryI { d, a, .. }
+        | Op::AddI { d, a, .. }
+        | Op::AndI { d, a, .. }
+        | Op::OrI { d, a, .. }
+        | Op::XorI { d, a, .. }
+        | Op::ShlI { d, a, .. }
+        | Op::ShrI { d, a, .. }
+        | Op::SarI { d, a, .. }
+        | Op::SetLtI { d, a, .. }
+        | Op::SetLtUI { d, a, .. }
+        | Op::AddIW { d, a, .. }
+        | Op::ShlIW { d, a, .. }
+        | Op::ShrIW { d, a, .. }
+        | Op::SarIW { d, a, .. }
+        | Op::LdU8 { d, a, .. }
+        | Op::LdS8 { d, a, .. }
+        | Op::LdU16 { d, a, .. }
+        | Op::LdS16 { d, a, .. }
+        | Op::LdU32 { d, a, .. }
+        | Op::LdS32 { d, a, .. }
+        | Op::Ld64 { d, a, .. }
+        | Op::LoadReserved { d, a, .. }
+        | Op::Helper { d, a, .. } => {
+            r.push(a);
+            w.push(d);
+        }
+        Op::Add { d, a, b }
+        | Op::Sub { d, a, b }
+        | Op::And { d, a, b }
+        | Op::Or { d, a, b }
+        | Op::Xor { d, a, b }
+        | Op::Shl { d, a, b }
+        | Op::Shr { d, a, b }
+        | Op::Sar { d, a, b }
+        | Op::SetLt { d, a, b }
+        | Op::SetLtU { d, a, b }
+        | Op::Mul { d, a, b }
+        | Op::MulHS { d, a, b }
+        | Op::MulHSU { d, a, b }
+        | Op::MulHU { d, a, b }
+        | Op::Div { d, a, b }
+        | Op::DivU { d, a, b }
+        | Op::Rem { d, a, b }
+        | Op::RemU { d, a, b }
+        | Op::AddW { d, a, b }
+        | Op::SubW { d, a, b }
+        | Op::ShlW { d, a, b }
+        | Op::ShrW { d, a, b }
+        | Op::SarW { d, a, b }
+        | Op::MulW { d, a, b }
+        | Op::DivW { d, a, b }
+        | Op::DivUW { d, a, b }
+        | Op::RemW { d, a, b }
+        | Op::RemUW { d, a, b }
+        | Op::Binary { d, a, b, .. } => {
+            r.extend([a, b]);
+            w.push(d);
+        }
+        Op::St8 { s, a, .. }
+        | Op::St16 { s, a, .. }
+        | Op::St32 { s, a, .. }
+        | Op::St64 { s, a, .. } => {
+            r.extend([s, a]);
+        }
+        Op::Amo { d, a, s, .. } | Op::StoreCond { d, a, s, .. } => {
+            r.extend([a, s]);
+            w.push(d);
+        }
+        Op::Fence => {}
+        Op::ExitEq { a, b, .. }
+        | Op::ExitNe { a, b, .. }
+        | Op::ExitLt { a, b, .. }
+        | Op::ExitGe { a, b, .. }
+        | Op::ExitLtU { a, b, .. }
+        | Op::ExitGeU { a, b, .. } => r.extend([a, b]),
+    }
+}
+
+/// Whether `b` can branch to its own start (then it loops in place).
+fn loops_to_itself(b: &Block) -> bool {
+    let side = b.ops.iter().any(|op| exit_target(op) == Some(b.pc));
+    side || match b.term {
+        Terminator::Jump { target } => target == b.pc,
+        Terminator::Branch {
+            taken, fallthrough, ..
+        } => taken == b.pc || fallthrough == b.pc,
+        _ => false,
+    }
 }
 
 /// Lower `b` to a Cranelift function.
@@ -122,17 +272,9 @@ pub fn build_block(
     let mut func =
         Function::with_name_signature(UserFuncName::user(0, info.index), block_signature());
     let mut fb = FunctionBuilder::new(&mut func, fctx);
-    let p = I64;
     let sigs = Sigs {
         block: fb.import_signature(block_signature()),
-        load_slow: fb.import_signature(c_sig(&[p, I64, I32, p], I32)),
-        store_slow: fb.import_signature(c_sig(&[p, I64, I32, I64], I32)),
-        helper: fb.import_signature(c_sig(&[p, I32, I64, I64, p], I32)),
-        amo: fb.import_signature(c_sig(&[p, I32, I64, I64, p], I32)),
-        reserve: fb.import_signature(c_sig(&[p, I32, I64, p], I32)),
-        store_cond: fb.import_signature(c_sig(&[p, I32, I64, I64, p], I32)),
-        unop: fb.import_signature(c_sig(&[I32, I64], I64)),
-        binop: fb.import_signature(c_sig(&[I32, I64, I64], I64)),
+        gate: fb.import_signature(gate_signature()),
     };
     let entry = fb.create_block();
     fb.append_block_params_for_function_params(entry);
@@ -143,9 +285,19 @@ pub fn build_block(
     let icount = fb.ins().load(I64, mem(), cpu, CPU_ICOUNT);
     fb.def_var(base, icount);
     let header = fb.create_block();
+    let vars: Vec<Variable> = (0..NUM_SLOTS).map(|_| fb.declare_var(I64)).collect();
+    let mut regs = [Reg::InMemory; NUM_SLOTS];
+    let looping = loops_to_itself(b).then(|| named_slots(b));
+    if let Some(named) = &looping {
+        // A loop: load what it names once, before the first run; the back edge keeps them.
+        for &(s, state) in named {
+            let v = fb.ins().load(I64, mem(), cpu, CPU_REGS + 8 * s as i32);
+            fb.def_var(vars[s as usize], v);
+            regs[s as usize] = state;
+        }
+    }
     fb.ins().jump(header, &[]);
     fb.switch_to_block(header);
-    let vars = (0..NUM_SLOTS).map(|_| fb.declare_var(I64)).collect();
     let mut l = Lower {
         fb,
         b,
@@ -154,8 +306,9 @@ pub fn build_block(
         cpu,
         base,
         vars,
-        regs: [Reg::InMemory; NUM_SLOTS],
+        regs,
         header,
+        looping,
         sigs,
     };
     for (i, op) in b.ops.iter().enumerate() {
@@ -248,26 +401,22 @@ impl Lower<'_, '_> {
         self.fb.switch_to_block(ok);
     }
 
-    fn env_fn(&mut self, off: i32) -> Value {
-        self.fb.ins().load(I64, mem(), self.env, off)
-    }
-
-    fn guest_ptr(&mut self) -> Value {
-        self.fb.ins().load(I64, mem(), self.env, ENV_GUEST)
-    }
-
-    fn out_ptr(&mut self) -> Value {
-        self.fb.ins().iadd_imm_s(self.env, ENV_OUT as i64)
+    /// Call the callback at `fn_off` of the environment with up to four arguments, through
+    /// the gate; returns its status (its value is then at `ENV_OUT`).
+    fn call(&mut self, fn_off: i32, args: &[Value]) -> Value {
+        let gate = self.fb.ins().load(I64, mem(), self.env, ENV_GATE);
+        let f = self.fb.ins().load(I64, mem(), self.env, fn_off);
+        let zero = self.fb.ins().iconst(I64, 0);
+        let mut all = [self.env, f, zero, zero, zero, zero];
+        for (slot, a) in all[2..].iter_mut().zip(args) {
+            *slot = *a;
+        }
+        self.fb.ins().call_indirect(self.sigs.gate, gate, &all);
+        self.fb.ins().load(I64, mem(), self.env, ENV_STATUS)
     }
 
     fn out_value(&mut self) -> Value {
         self.fb.ins().load(I64, mem(), self.env, ENV_OUT)
-    }
-
-    fn call(&mut self, sig: SigRef, fn_off: i32, args: &[Value]) -> Value {
-        let f = self.env_fn(fn_off);
-        let call = self.fb.ins().call_indirect(sig, f, args);
-        self.fb.inst_results(call)[0]
     }
 
     // ---- exits ---------------------------------------------------------------------------
@@ -276,20 +425,21 @@ impl Lower<'_, '_> {
     /// run retired: write back, make pc/icount exact, check for attention, then loop (target is
     /// this block), chain (target compiled and linked) or return the link.
     fn link_exit(&mut self, count: u64, link: u8, target: u64) {
+        if target == self.b.pc {
+            if let Some(named) = self.looping.clone() {
+                self.loop_back(count, &named);
+                return;
+            }
+        }
         self.write_back();
         let ic = self.icount_plus(count);
         self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
         let t = self.fb.ins().iconst(I64, target as i64);
         self.fb.ins().store(mem(), t, self.cpu, CPU_PC);
-        let go = self.attention_check();
+        let (stop, go) = self.attention_check();
+        self.fb.switch_to_block(stop);
+        self.ret(EXIT_LOOKUP);
         self.fb.switch_to_block(go);
-        if target == self.b.pc {
-            self.fb.def_var(self.base, ic);
-            // Every slot is written back: the next run starts from memory.
-            self.regs = [Reg::InMemory; NUM_SLOTS];
-            self.fb.ins().jump(self.header, &[]);
-            return;
-        }
         let table = self.fb.ins().iconst(I64, self.info.links as i64);
         let epoch = self.fb.ins().load(I64, mem(), table, LINK_EPOCH);
         let current = self.fb.ins().load(I64, mem(), self.env, ENV_EPOCH);
@@ -312,15 +462,38 @@ impl Lower<'_, '_> {
         self.return_link(link);
     }
 
+    /// The back edge of a block that loops to itself: unless the run loop has work, run again
+    /// with registers where the loop header expects them (nothing written back).
+    fn loop_back(&mut self, count: u64, named: &[(u8, Reg)]) {
+        let ic = self.icount_plus(count);
+        let (stop, go) = self.attention_check();
+        let pc = self.b.pc;
+        self.side(stop, |l| {
+            l.write_back();
+            l.fb.ins().store(mem(), ic, l.cpu, CPU_ICOUNT);
+            let t = l.fb.ins().iconst(I64, pc as i64);
+            l.fb.ins().store(mem(), t, l.cpu, CPU_PC);
+            l.ret(EXIT_LOOKUP);
+        });
+        self.fb.switch_to_block(go);
+        for &(s, _) in named {
+            if self.regs[s as usize] == Reg::InMemory {
+                self.get(s); // after a helper: back into its variable
+            }
+        }
+        self.fb.def_var(self.base, ic);
+        self.fb.ins().jump(self.header, &[]);
+    }
+
     fn return_link(&mut self, link: u8) {
         let idx = self.fb.ins().iconst(I64, self.info.index as i64);
         self.fb.ins().store(mem(), idx, self.env, ENV_LAST);
         self.ret(link as u32);
     }
 
-    /// Branch to a `Lookup` return when the run loop has work (requests, enabled pending
-    /// interrupts, stop/pause); returns the block to continue in otherwise.
-    fn attention_check(&mut self) -> cranelift_codegen::ir::Block {
+    /// Test whether the run loop has work (requests, enabled pending interrupts, stop/pause):
+    /// returns the (cold) block taken when it has, and the block to continue in otherwise.
+    fn attention_check(&mut self) -> (cranelift_codegen::ir::Block, cranelift_codegen::ir::Block) {
         let req = self.fb.ins().load(I32, mem(), self.cpu, CPU_REQUESTS);
         let word = self.fb.ins().load(I64, mem(), self.env, ENV_PENDING);
         let pending = self.fb.ins().load(I64, mem(), word, 0);
@@ -333,9 +506,7 @@ impl Lower<'_, '_> {
         let go = self.fb.create_block();
         self.fb.set_cold_block(stop);
         self.fb.ins().brif(any, stop, &[], go, &[]);
-        self.fb.switch_to_block(stop);
-        self.ret(EXIT_LOOKUP);
-        go
+        (stop, go)
     }
 
     fn terminator(&mut self) {
@@ -363,7 +534,9 @@ impl Lower<'_, '_> {
                 let ic = self.icount_plus(n);
                 self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
                 self.fb.ins().store(mem(), target, self.cpu, CPU_PC);
-                let go = self.attention_check();
+                let (stop, go) = self.attention_check();
+                self.fb.switch_to_block(stop);
+                self.ret(EXIT_LOOKUP);
                 self.fb.switch_to_block(go);
                 self.ret(EXIT_INDIRECT);
             }
@@ -452,10 +625,8 @@ impl Lower<'_, '_> {
         // Slow path: the guest's load (MMIO, refill, fault).
         self.fb.switch_to_block(slow);
         self.sync(i);
-        let g = self.guest_ptr();
-        let size = self.fb.ins().iconst(I32, lg as i64);
-        let out = self.out_ptr();
-        let status = self.call(self.sigs.load_slow, ENV_LOAD_SLOW, &[g, va, size, out]);
+        let size = self.fb.ins().iconst(I64, lg as i64);
+        let status = self.call(ENV_LOAD_SLOW, &[va, size]);
         self.check_status(status);
         let raw = self.out_value();
         let v = if signed && lg < 3 {
@@ -493,9 +664,8 @@ impl Lower<'_, '_> {
         self.fb.ins().jump(join, &[]);
         self.fb.switch_to_block(slow);
         self.sync(i);
-        let g = self.guest_ptr();
-        let size = self.fb.ins().iconst(I32, lg as i64);
-        let status = self.call(self.sigs.store_slow, ENV_STORE_SLOW, &[g, va, size, v]);
+        let size = self.fb.ins().iconst(I64, lg as i64);
+        let status = self.call(ENV_STORE_SLOW, &[va, size, v]);
         self.check_status(status);
         // The store may have written code of this very block: stop after it.
         let (_, k) = self.b.insn_of_op(i);
@@ -655,13 +825,11 @@ impl Lower<'_, '_> {
             } => {
                 let (va, src) = (self.get(a), self.get(s));
                 self.sync(i);
-                let g = self.guest_ptr();
                 let code = self
                     .fb
                     .ins()
-                    .iconst(I32, (op as u8 as i64) | (size_log2 as i64) << 8);
-                let out = self.out_ptr();
-                let st = self.call(self.sigs.amo, ENV_AMO, &[g, code, va, src, out]);
+                    .iconst(I64, (op as u8 as i64) | (size_log2 as i64) << 8);
+                let st = self.call(ENV_AMO, &[code, va, src]);
                 self.check_status(st);
                 let v = self.out_value();
                 self.set(d, v);
@@ -669,10 +837,8 @@ impl Lower<'_, '_> {
             Op::LoadReserved { size_log2, d, a } => {
                 let va = self.get(a);
                 self.sync(i);
-                let g = self.guest_ptr();
-                let size = self.fb.ins().iconst(I32, size_log2 as i64);
-                let out = self.out_ptr();
-                let st = self.call(self.sigs.reserve, ENV_LOAD_RESERVED, &[g, size, va, out]);
+                let size = self.fb.ins().iconst(I64, size_log2 as i64);
+                let st = self.call(ENV_LOAD_RESERVED, &[size, va]);
                 self.check_status(st);
                 let v = self.out_value();
                 self.set(d, v);
@@ -680,14 +846,8 @@ impl Lower<'_, '_> {
             Op::StoreCond { size_log2, d, a, s } => {
                 let (va, src) = (self.get(a), self.get(s));
                 self.sync(i);
-                let g = self.guest_ptr();
-                let size = self.fb.ins().iconst(I32, size_log2 as i64);
-                let out = self.out_ptr();
-                let st = self.call(
-                    self.sigs.store_cond,
-                    ENV_STORE_COND,
-                    &[g, size, va, src, out],
-                );
+                let size = self.fb.ins().iconst(I64, size_log2 as i64);
+                let st = self.call(ENV_STORE_COND, &[size, va, src]);
                 self.check_status(st);
                 let v = self.out_value();
                 self.set(d, v);
@@ -706,11 +866,9 @@ impl Lower<'_, '_> {
                 self.sync(i);
                 // A helper may read or write any slot (CSRs, FP registers): hand them over.
                 self.write_back();
-                let g = self.guest_ptr();
-                let idv = self.fb.ins().iconst(I32, id as i64);
+                let idv = self.fb.ins().iconst(I64, id as i64);
                 let immv = self.fb.ins().iconst(I64, imm);
-                let out = self.out_ptr();
-                let st = self.call(self.sigs.helper, ENV_HELPER, &[g, idv, immv, av, out]);
+                let st = self.call(ENV_HELPER, &[idv, immv, av]);
                 self.regs = [Reg::InMemory; NUM_SLOTS];
                 self.check_status(st);
                 let v = self.out_value();
@@ -810,8 +968,9 @@ impl Lower<'_, '_> {
     }
 
     fn call_unop(&mut self, op: UnOp, x: Value) -> Value {
-        let o = self.fb.ins().iconst(I32, op as u8 as i64);
-        self.call(self.sigs.unop, ENV_UNOP, &[o, x])
+        let o = self.fb.ins().iconst(I64, op as u8 as i64);
+        self.call(ENV_UNOP, &[o, x]);
+        self.out_value()
     }
 
     fn unary(&mut self, op: UnOp, x: Value) -> Value {
@@ -919,8 +1078,9 @@ impl Lower<'_, '_> {
                 self.sext32(v)
             }
             BinOp::ClMul | BinOp::ClMulH | BinOp::ClMulR => {
-                let o = self.fb.ins().iconst(I32, op as u8 as i64);
-                self.call(self.sigs.binop, ENV_BINOP, &[o, x, y])
+                let o = self.fb.ins().iconst(I64, op as u8 as i64);
+                self.call(ENV_BINOP, &[o, x, y]);
+                self.out_value()
             }
         }
     }
