@@ -238,7 +238,7 @@ emit ""
 emit "| emulator | runs (s) | median (s) | guest uptime at marker (s, median) |"
 emit "|---|---|---|---|"
 emit "| QEMU $("$QEMU" --version | head -1 | awk '{print $4}') | $(list "$q_walls") | $(echo "$q_walls" | median) | $(echo "$q_up" | median) |"
-emit "| Tessera (tier 0) | $(list "$t_walls") | $(echo "$t_walls" | median) | $(echo "$t_up" | median) |"
+emit "| Tessera | $(list "$t_walls") | $(echo "$t_walls" | median) | $(echo "$t_up" | median) |"
 emit ""
 emit "Tessera / QEMU (median wall time to the marker): $(ratio "$(echo "$t_walls" | median)" "$(echo "$q_walls" | median)")"
 

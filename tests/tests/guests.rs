@@ -7,9 +7,11 @@
 //!   --serial stdio`) or `qemu` (`qemu-system-riscv64 -M virt -cpu rv64,zicond=true,zbc=true,zbkb=true -m 256M -smp N -bios none ...`).
 //! - `TESSERA_GUEST_TIMEOUT_SCALE`: multiply every timeout (e.g. `5` for a slow debug build).
 //!
-//! On Tessera every program runs three times: `guest_<name>` on the default tiers (`auto`),
-//! `jit::guest_<name>` with every block compiled (`--tier jit`) and `interp::guest_<name>` on the
-//! interpreter alone (`--tier interp`).
+//! On Tessera every program runs four times: `guest_<name>` on the default tiers (`auto`),
+//! `jit::guest_<name>` with every block compiled before it runs (`--tier jit`),
+//! `background::guest_<name>` with every block handed to the background compiler after its first
+//! run (`--tier auto --jit-threshold 1`: interpreted and compiled code mix, and code is installed
+//! and linked while the guest runs), and `interp::guest_<name>` on the interpreter alone.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,8 +56,14 @@ impl Runner {
                     "--serial",
                     "stdio",
                 ]);
-                if let Some(t) = tier {
-                    c.args(["--tier", t]);
+                match tier {
+                    Some("background") => {
+                        c.args(["--tier", "auto", "--jit-threshold", "1"]);
+                    }
+                    Some(t) => {
+                        c.args(["--tier", t]);
+                    }
+                    None => {}
                 }
                 Ok(c)
             }
@@ -155,7 +163,7 @@ fn main() {
     };
     let runner = Runner::from_env();
     let tiers: &[Option<&'static str>] = match runner {
-        Ok(Runner::Tessera) => &[None, Some("jit"), Some("interp")],
+        Ok(Runner::Tessera) => &[None, Some("jit"), Some("background"), Some("interp")],
         _ => &[None],
     };
     let mut trials = Vec::new();

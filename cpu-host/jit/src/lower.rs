@@ -99,12 +99,20 @@ struct Lower<'a, 'f> {
     cpu: Value,
     /// `icount` at the start of the current run of the block.
     base: Variable,
-    vars: Vec<Variable>,
+    /// Each slot's variable, declared when the block first names the slot.
+    vars: [Option<Variable>; NUM_SLOTS],
     regs: [Reg; NUM_SLOTS],
     header: cranelift_codegen::ir::Block,
     /// For a block that branches to itself: the slots it names and, at the loop header, what
     /// each holds (so the back edge keeps registers in host registers instead of memory).
     looping: Option<Vec<(u8, Reg)>>,
+    /// The one return of the function, `(code)`: every way out jumps here, so the epilogue
+    /// exists once.
+    exit: cranelift_codegen::ir::Block,
+    /// The shared tail of chainable exits, `(link)`: pc, icount and registers are already in
+    /// memory; it checks for attention and follows or returns the link. Filled in if used.
+    chain: cranelift_codegen::ir::Block,
+    chain_used: bool,
     sigs: Sigs,
 }
 
@@ -285,19 +293,25 @@ pub fn build_block(
     let icount = fb.ins().load(I64, mem(), cpu, CPU_ICOUNT);
     fb.def_var(base, icount);
     let header = fb.create_block();
-    let vars: Vec<Variable> = (0..NUM_SLOTS).map(|_| fb.declare_var(I64)).collect();
+    let mut vars = [None::<Variable>; NUM_SLOTS];
     let mut regs = [Reg::InMemory; NUM_SLOTS];
     let looping = loops_to_itself(b).then(|| named_slots(b));
     if let Some(named) = &looping {
         // A loop: load what it names once, before the first run; the back edge keeps them.
         for &(s, state) in named {
             let v = fb.ins().load(I64, mem(), cpu, CPU_REGS + 8 * s as i32);
-            fb.def_var(vars[s as usize], v);
+            let var = *vars[s as usize].get_or_insert_with(|| fb.declare_var(I64));
+            fb.def_var(var, v);
             regs[s as usize] = state;
         }
     }
     fb.ins().jump(header, &[]);
     fb.switch_to_block(header);
+    let exit = fb.create_block();
+    fb.append_block_param(exit, I32);
+    let chain = fb.create_block();
+    fb.append_block_param(chain, I64);
+    fb.set_cold_block(exit);
     let mut l = Lower {
         fb,
         b,
@@ -309,12 +323,16 @@ pub fn build_block(
         regs,
         header,
         looping,
+        exit,
+        chain,
+        chain_used: false,
         sigs,
     };
     for (i, op) in b.ops.iter().enumerate() {
         l.op(i, *op);
     }
     l.terminator();
+    l.shared_tails();
     l.fb.seal_all_blocks();
     l.fb.finalize(cfg);
     func
@@ -323,8 +341,13 @@ pub fn build_block(
 impl Lower<'_, '_> {
     // ---- registers -----------------------------------------------------------------------
 
+    fn var(&mut self, s: u8) -> Variable {
+        let fb = &mut self.fb;
+        *self.vars[s as usize].get_or_insert_with(|| fb.declare_var(I64))
+    }
+
     fn get(&mut self, s: u8) -> Value {
-        let var = self.vars[s as usize];
+        let var = self.var(s);
         if self.regs[s as usize] == Reg::InMemory {
             let v = self
                 .fb
@@ -337,7 +360,8 @@ impl Lower<'_, '_> {
     }
 
     fn set(&mut self, s: u8, v: Value) {
-        self.fb.def_var(self.vars[s as usize], v);
+        let var = self.var(s);
+        self.fb.def_var(var, v);
         self.regs[s as usize] = Reg::Dirty;
     }
 
@@ -345,7 +369,8 @@ impl Lower<'_, '_> {
     fn write_back(&mut self) {
         for s in 0..NUM_SLOTS {
             if self.regs[s] == Reg::Dirty {
-                let v = self.fb.use_var(self.vars[s]);
+                let var = self.var(s as u8);
+                let v = self.fb.use_var(var);
                 self.fb
                     .ins()
                     .store(mem(), v, self.cpu, CPU_REGS + 8 * s as i32);
@@ -382,23 +407,72 @@ impl Lower<'_, '_> {
 
     fn ret(&mut self, code: u32) {
         let v = self.fb.ins().iconst(I32, code as i64);
-        self.fb.ins().return_(&[v]);
+        self.fb.ins().jump(self.exit, &[v.into()]);
     }
 
-    /// A callback reported a trap: the guest state is already redirected; leave.
-    fn trap_exit(&mut self) {
-        self.write_back();
-        self.ret(EXIT_LOOKUP);
+    /// The shared return and chain tails, after everything that jumps to them.
+    fn shared_tails(&mut self) {
+        if self.chain_used {
+            self.fb.switch_to_block(self.chain);
+            let link = self.fb.block_params(self.chain)[0];
+            let (stop, go) = self.attention_check();
+            self.fb.switch_to_block(stop);
+            self.ret(EXIT_LOOKUP);
+            self.fb.switch_to_block(go);
+            let table = self.fb.ins().iconst(I64, self.info.links as i64);
+            let epoch = self.fb.ins().load(I64, mem(), table, LINK_EPOCH);
+            let current = self.fb.ins().load(I64, mem(), self.env, ENV_EPOCH);
+            let off = self.fb.ins().ishl_imm_s(link, 3);
+            let slot = self.fb.ins().iadd(table, off);
+            let next = self.fb.ins().load(I64, mem(), slot, LINK_TARGET);
+            let same = self.fb.ins().icmp(IntCC::Equal, epoch, current);
+            let linked = self.fb.ins().icmp_imm_s(IntCC::NotEqual, next, 0);
+            let follow = self.fb.ins().band(same, linked);
+            let follow_b = self.fb.create_block();
+            let back = self.fb.create_block();
+            self.fb.ins().brif(follow, follow_b, &[], back, &[]);
+            self.fb.switch_to_block(follow_b);
+            let env = self.env;
+            self.fb
+                .ins()
+                .return_call_indirect(self.sigs.block, next, &[env]);
+            self.fb.switch_to_block(back);
+            let idx = self.fb.ins().iconst(I64, self.info.index as i64);
+            self.fb.ins().store(mem(), idx, self.env, ENV_LAST);
+            let code = self.fb.ins().ireduce(I32, link);
+            self.fb.ins().jump(self.exit, &[code.into()]);
+        }
+        self.fb.switch_to_block(self.exit);
+        let code = self.fb.block_params(self.exit)[0];
+        self.fb.ins().return_(&[code]);
     }
 
     /// Branch to a trap exit when `status` is non-zero; continue in a new block otherwise.
+    ///
+    /// The caller stored every changed slot before the call ([`Lower::store_dirty`] or
+    /// [`Lower::write_back`]), so the way out is the shared return: no code per call site.
     fn check_status(&mut self, status: Value) {
-        let trap = self.fb.create_block();
         let ok = self.fb.create_block();
-        self.fb.set_cold_block(trap);
-        self.fb.ins().brif(status, trap, &[], ok, &[]);
-        self.side(trap, |l| l.trap_exit());
+        let lookup = self.fb.ins().iconst(I32, EXIT_LOOKUP as i64);
+        self.fb
+            .ins()
+            .brif(status, self.exit, &[lookup.into()], ok, &[]);
         self.fb.switch_to_block(ok);
+    }
+
+    /// Store every changed slot, leaving them marked changed: for a call that may trap, on a
+    /// path the main path's register state must not depend on (slow paths are cold; a few
+    /// stores there buy a shared trap exit).
+    fn store_dirty(&mut self) {
+        for s in 0..NUM_SLOTS {
+            if self.regs[s] == Reg::Dirty {
+                let var = self.var(s as u8);
+                let v = self.fb.use_var(var);
+                self.fb
+                    .ins()
+                    .store(mem(), v, self.cpu, CPU_REGS + 8 * s as i32);
+            }
+        }
     }
 
     /// Call the callback at `fn_off` of the environment with up to four arguments, through
@@ -436,30 +510,9 @@ impl Lower<'_, '_> {
         self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
         let t = self.fb.ins().iconst(I64, target as i64);
         self.fb.ins().store(mem(), t, self.cpu, CPU_PC);
-        let (stop, go) = self.attention_check();
-        self.fb.switch_to_block(stop);
-        self.ret(EXIT_LOOKUP);
-        self.fb.switch_to_block(go);
-        let table = self.fb.ins().iconst(I64, self.info.links as i64);
-        let epoch = self.fb.ins().load(I64, mem(), table, LINK_EPOCH);
-        let current = self.fb.ins().load(I64, mem(), self.env, ENV_EPOCH);
-        let next = self
-            .fb
-            .ins()
-            .load(I64, mem(), table, LINK_TARGET + 8 * link as i32);
-        let same = self.fb.ins().icmp(IntCC::Equal, epoch, current);
-        let linked = self.fb.ins().icmp_imm_s(IntCC::NotEqual, next, 0);
-        let follow = self.fb.ins().band(same, linked);
-        let chain = self.fb.create_block();
-        let back = self.fb.create_block();
-        self.fb.ins().brif(follow, chain, &[], back, &[]);
-        self.fb.switch_to_block(chain);
-        let env = self.env;
-        self.fb
-            .ins()
-            .return_call_indirect(self.sigs.block, next, &[env]);
-        self.fb.switch_to_block(back);
-        self.return_link(link);
+        let l = self.fb.ins().iconst(I64, link as i64);
+        self.chain_used = true;
+        self.fb.ins().jump(self.chain, &[l.into()]);
     }
 
     /// The back edge of a block that loops to itself: unless the run loop has work, run again
@@ -483,12 +536,6 @@ impl Lower<'_, '_> {
         }
         self.fb.def_var(self.base, ic);
         self.fb.ins().jump(self.header, &[]);
-    }
-
-    fn return_link(&mut self, link: u8) {
-        let idx = self.fb.ins().iconst(I64, self.info.index as i64);
-        self.fb.ins().store(mem(), idx, self.env, ENV_LAST);
-        self.ret(link as u32);
     }
 
     /// Test whether the run loop has work (requests, enabled pending interrupts, stop/pause):
@@ -626,6 +673,7 @@ impl Lower<'_, '_> {
         self.fb.switch_to_block(slow);
         self.sync(i);
         let size = self.fb.ins().iconst(I64, lg as i64);
+        self.store_dirty();
         let status = self.call(ENV_LOAD_SLOW, &[va, size]);
         self.check_status(status);
         let raw = self.out_value();
@@ -665,6 +713,7 @@ impl Lower<'_, '_> {
         self.fb.switch_to_block(slow);
         self.sync(i);
         let size = self.fb.ins().iconst(I64, lg as i64);
+        self.store_dirty();
         let status = self.call(ENV_STORE_SLOW, &[va, size, v]);
         self.check_status(status);
         // The store may have written code of this very block: stop after it.
@@ -829,6 +878,7 @@ impl Lower<'_, '_> {
                     .fb
                     .ins()
                     .iconst(I64, (op as u8 as i64) | (size_log2 as i64) << 8);
+                self.store_dirty();
                 let st = self.call(ENV_AMO, &[code, va, src]);
                 self.check_status(st);
                 let v = self.out_value();
@@ -838,6 +888,7 @@ impl Lower<'_, '_> {
                 let va = self.get(a);
                 self.sync(i);
                 let size = self.fb.ins().iconst(I64, size_log2 as i64);
+                self.store_dirty();
                 let st = self.call(ENV_LOAD_RESERVED, &[size, va]);
                 self.check_status(st);
                 let v = self.out_value();
@@ -847,6 +898,7 @@ impl Lower<'_, '_> {
                 let (va, src) = (self.get(a), self.get(s));
                 self.sync(i);
                 let size = self.fb.ins().iconst(I64, size_log2 as i64);
+                self.store_dirty();
                 let st = self.call(ENV_STORE_COND, &[size, va, src]);
                 self.check_status(st);
                 let v = self.out_value();
