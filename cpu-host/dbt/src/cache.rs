@@ -507,6 +507,39 @@ mod tests {
         assert!(c.is_empty());
     }
 
+    /// The link tables compiled code follows mirror the cache's own links: a link to a block
+    /// with code is followed directly, invalidating the target or a new epoch stops that, and
+    /// a block that gets code later is linked into its callers' tables.
+    #[test]
+    fn link_tables_follow_links_code_and_invalidation() {
+        let mut c = BlockCache::new();
+        let (a, _) = c.insert(block(0x1000, 0x8000_1000, 4));
+        let (b, _) = c.insert(block(0x2000, 0x8000_2000, 4));
+        let table = |c: &mut BlockCache, i| {
+            let p = c.link_table(i).expect("table") as *const LinkTable;
+            // SAFETY: the table is boxed in the cache and alive; read only here.
+            unsafe { ((*p).epoch, (*p).target) }
+        };
+        let _ = table(&mut c, a); // `a` is handed to a compiler: it has a table now
+        c.set_link(a, 0, b);
+        assert_eq!(table(&mut c, a).1[0], 0, "b has no code yet: back to the run loop");
+        c.set_native(b, 0xb000);
+        assert_eq!(c.native(b), Some(0xb000));
+        assert_eq!(table(&mut c, a), (c.epoch(), [0xb000, 0, 0, 0, 0, 0]));
+        assert_eq!(c.heat_up(b), HEAT_NEVER, "compiled blocks are not counted");
+        // A new epoch: the table's epoch no longer matches, so compiled code stops following.
+        c.remap();
+        assert_ne!(table(&mut c, a).0, c.epoch());
+        c.set_link(a, 1, b);
+        assert_eq!(table(&mut c, a), (c.epoch(), [0, 0xb000, 0, 0, 0, 0]));
+        // Invalidating the target clears the slots that lead to it, and its code.
+        assert_eq!(c.invalidate(0x80002, 1), 0);
+        assert_eq!(table(&mut c, a).1, [0; MAX_LINKS]);
+        assert_eq!(c.native(b), None);
+        c.flush();
+        assert_eq!(c.link_table(a), None);
+    }
+
     #[test]
     fn a_full_flush_changes_the_generation_and_forgets_everything() {
         let mut c = BlockCache::new();
