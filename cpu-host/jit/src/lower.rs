@@ -109,7 +109,7 @@ struct Lower<'a, 'f> {
     /// The one return of the function, `(code)`: every way out jumps here, so the epilogue
     /// exists once.
     exit: cranelift_codegen::ir::Block,
-    /// The shared tail of chainable exits, `(link)`: pc, icount and registers are already in
+    /// The shared tail of chainable exits, `(link, pc)`: icount and registers are already in
     /// memory; it checks for attention and follows or returns the link. Filled in if used.
     chain: cranelift_codegen::ir::Block,
     chain_used: bool,
@@ -311,6 +311,7 @@ pub fn build_block(
     fb.append_block_param(exit, I32);
     let chain = fb.create_block();
     fb.append_block_param(chain, I64);
+    fb.append_block_param(chain, I64);
     fb.set_cold_block(exit);
     let mut l = Lower {
         fb,
@@ -415,8 +416,10 @@ impl Lower<'_, '_> {
         if self.chain_used {
             self.fb.switch_to_block(self.chain);
             let link = self.fb.block_params(self.chain)[0];
+            let pc = self.fb.block_params(self.chain)[1];
             let (stop, go) = self.attention_check();
             self.fb.switch_to_block(stop);
+            self.fb.ins().store(mem(), pc, self.cpu, CPU_PC);
             self.ret(EXIT_LOOKUP);
             self.fb.switch_to_block(go);
             let table = self.fb.ins().iconst(I64, self.info.links as i64);
@@ -437,6 +440,7 @@ impl Lower<'_, '_> {
                 .ins()
                 .return_call_indirect(self.sigs.block, next, &[env]);
             self.fb.switch_to_block(back);
+            self.fb.ins().store(mem(), pc, self.cpu, CPU_PC);
             let idx = self.fb.ins().iconst(I64, self.info.index as i64);
             self.fb.ins().store(mem(), idx, self.env, ENV_LAST);
             let code = self.fb.ins().ireduce(I32, link);
@@ -508,11 +512,11 @@ impl Lower<'_, '_> {
         self.write_back();
         let ic = self.icount_plus(count);
         self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
+        // The next block does not read `pc`: the shared tail stores it only when it returns.
         let t = self.fb.ins().iconst(I64, target as i64);
-        self.fb.ins().store(mem(), t, self.cpu, CPU_PC);
         let l = self.fb.ins().iconst(I64, link as i64);
         self.chain_used = true;
-        self.fb.ins().jump(self.chain, &[l.into()]);
+        self.fb.ins().jump(self.chain, &[l.into(), t.into()]);
     }
 
     /// The back edge of a block that loops to itself: unless the run loop has work, run again
