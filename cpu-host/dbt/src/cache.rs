@@ -522,7 +522,11 @@ mod tests {
         };
         let _ = table(&mut c, a); // `a` is handed to a compiler: it has a table now
         c.set_link(a, 0, b);
-        assert_eq!(table(&mut c, a).1[0], 0, "b has no code yet: back to the run loop");
+        assert_eq!(
+            table(&mut c, a).1[0],
+            0,
+            "b has no code yet: back to the run loop"
+        );
         c.set_native(b, 0xb000);
         assert_eq!(c.native(b), Some(0xb000));
         assert_eq!(table(&mut c, a), (c.epoch(), [0xb000, 0, 0, 0, 0, 0]));
