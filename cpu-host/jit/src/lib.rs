@@ -160,6 +160,27 @@ impl Compiler {
         self.finish(func)
     }
 
+    /// [`Compiler::compile_block`], surviving a panic inside Cranelift (a compiler bug must not
+    /// take the vCPU or the compiler thread down): the block is refused and the compiler
+    /// rebuilt.
+    fn compile_guarded(&mut self, b: &Block, info: CompileInfo) -> Result<Vec<u8>, String> {
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compile_block(b, info)));
+        match r {
+            Ok(code) => code,
+            Err(_) => {
+                tracing::error!(
+                    pc = format_args!("{:#x}", b.pc),
+                    "cranelift panicked on a block"
+                );
+                if let Ok(fresh) = Compiler::new() {
+                    *self = fresh;
+                }
+                Err("the compiler panicked".into())
+            }
+        }
+    }
+
     fn compile_enter(&mut self) -> Result<Vec<u8>, String> {
         let cfg = self.isa.frontend_config();
         let func = lower::build_enter(&mut self.fctx, cfg);
@@ -245,7 +266,7 @@ fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>) {
             }
         };
         let start = Instant::now();
-        let code = compiler.compile_block(&job.block, job.info);
+        let code = compiler.compile_guarded(&job.block, job.info);
         if let Err(e) = &code {
             tracing::debug!(
                 pc = format_args!("{:#x}", job.block.pc),
@@ -361,7 +382,7 @@ impl CodeTier for JitTier {
             return None; // `wants_reset` says so
         }
         let start = Instant::now();
-        let code = self.local.as_mut()?.compile_block(block, info);
+        let code = self.local.as_mut()?.compile_guarded(block, info);
         self.stats.compile_ns += start.elapsed().as_nanos() as u64;
         match code {
             Ok(code) => self.install(&code, block.pc),
