@@ -12,7 +12,7 @@
 //! its physical address, which the guest computes under the new translation.
 
 use crate::ir::{Block, MAX_LINKS};
-use crate::native::LinkTable;
+use crate::native::{jmp_index, LinkTable, NativeJmp, JMP_ENTRIES};
 use rustc_hash::FxHashMap as HashMap;
 
 const NO_LINK: u32 = u32::MAX;
@@ -76,6 +76,9 @@ pub struct BlockCache {
     native: Vec<usize>,
     /// The chain links compiled code follows, for blocks handed to a compiler.
     tables: Vec<Option<Box<LinkTable>>>,
+    /// The jump cache compiled code probes on indirect jumps (boxed: its address is in
+    /// `NativeEnv::jmp`).
+    native_jmp: Box<[NativeJmp]>,
     pub stats: CacheStats,
 }
 
@@ -104,6 +107,7 @@ impl BlockCache {
             heat: Vec::new(),
             native: Vec::new(),
             tables: Vec::new(),
+            native_jmp: vec![NativeJmp::EMPTY; JMP_ENTRIES].into_boxed_slice(),
             stats: CacheStats::default(),
         }
     }
@@ -167,6 +171,12 @@ impl BlockCache {
                 let j = Self::jmp_index(b.pc);
                 if self.jmp[j].2 == idx {
                     self.jmp[j] = NO_JMP;
+                }
+                let entry = self.native.get(idx as usize).copied().unwrap_or(0);
+                if let Some(e) = self.native_jmp.get_mut(jmp_index(b.pc)) {
+                    if entry != 0 && e.entry == entry as u64 {
+                        *e = NativeJmp::EMPTY;
+                    }
                 }
             }
         }
@@ -332,6 +342,27 @@ impl BlockCache {
         }
     }
 
+    /// The jump cache for compiled code (stable address, [`JMP_ENTRIES`] entries).
+    pub fn native_jmp(&self) -> *const NativeJmp {
+        self.native_jmp.as_ptr()
+    }
+
+    /// Block `idx` was reached by an indirect jump in this epoch: if it has code, let compiled
+    /// code jump to it directly next time.
+    pub fn remember_native(&mut self, idx: u32) {
+        let (Some(entry), Some(b)) = (self.native(idx), self.blocks.get(idx as usize)) else {
+            return;
+        };
+        if let Some(e) = self.native_jmp.get_mut(jmp_index(b.pc)) {
+            *e = NativeJmp {
+                pc: b.pc,
+                epoch: self.epoch,
+                mode: b.mode as u64,
+                entry: entry as u64,
+            };
+        }
+    }
+
     /// Address of block `idx`'s link table (made on first use; stable until a flush).
     pub fn link_table(&mut self, idx: u32) -> Option<usize> {
         let t = self.tables.get_mut(idx as usize)?;
@@ -373,6 +404,7 @@ impl BlockCache {
         self.heat.clear();
         self.native.clear();
         self.tables.clear();
+        self.native_jmp.fill(NativeJmp::EMPTY);
         self.jmp.fill(NO_JMP);
         self.generation += 1;
         self.stats.full_flushes += 1;
@@ -422,10 +454,16 @@ impl BlockCache {
         };
         *v = false;
         self.unlink_incoming(idx);
-        if let Some(e) = self.native.get_mut(idx as usize) {
-            *e = 0; // its code stays in memory, unreachable, until the tier's next reset
-        }
         let b = &self.blocks[idx as usize];
+        if let Some(e) = self.native.get_mut(idx as usize) {
+            // Its code stays in memory, unreachable, until the tier's next reset.
+            if let Some(j) = self.native_jmp.get_mut(jmp_index(b.pc)) {
+                if *e != 0 && j.entry == *e as u64 {
+                    *j = NativeJmp::EMPTY;
+                }
+            }
+            *e = 0;
+        }
         let key = (b.pc, b.mode, b.phys_pc);
         if self.map.get(&key) == Some(&idx) {
             self.map.remove(&key);

@@ -129,7 +129,7 @@ fn run_tiered<G: Guest>(
     signals: &VcpuSignals,
     tier: &mut dyn CodeTier,
 ) {
-    let mut env = native::env_for(g, signals.pending_word(), tier.gate());
+    let mut env = native::env_for(g, signals.pending_word(), tier.gate(), cache.native_jmp());
     let mut tier_generation = cache.generation();
     let threshold = tier.threshold();
     let mut since_poll = 0u32;
@@ -190,7 +190,10 @@ fn run_tiered<G: Guest>(
                     }
                 },
                 BlockExit::Indirect => match find_or_translate(g, cache) {
-                    Some(to) => to,
+                    Some(to) => {
+                        cache.remember_native(to);
+                        to
+                    }
                     None => break,
                 },
                 BlockExit::Lookup => break,

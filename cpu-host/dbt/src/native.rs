@@ -54,6 +54,9 @@ pub struct NativeEnv {
     /// The tier's gate that calls a [`Callback`] (the tier's own convention; see
     /// [`CodeTier::gate`]).
     pub gate: usize,
+    /// The block cache's jump cache for compiled code ([`JMP_ENTRIES`] of [`NativeJmp`]):
+    /// indirect jumps look their target up here and go straight to its code.
+    pub jmp: *const NativeJmp,
     /// (vaddr, size_log2): the guest's load.
     pub load_slow: Callback,
     /// (vaddr, size_log2, value)
@@ -87,6 +90,7 @@ pub mod offsets {
     pub const ENV_OUT: i32 = offset_of!(NativeEnv, out) as i32;
     pub const ENV_STATUS: i32 = offset_of!(NativeEnv, status) as i32;
     pub const ENV_GATE: i32 = offset_of!(NativeEnv, gate) as i32;
+    pub const ENV_JMP: i32 = offset_of!(NativeEnv, jmp) as i32;
     pub const ENV_LOAD_SLOW: i32 = offset_of!(NativeEnv, load_slow) as i32;
     pub const ENV_STORE_SLOW: i32 = offset_of!(NativeEnv, store_slow) as i32;
     pub const ENV_HELPER: i32 = offset_of!(NativeEnv, helper) as i32;
@@ -117,6 +121,43 @@ pub struct LinkTable {
     pub epoch: u64,
     pub target: [u64; MAX_LINKS],
 }
+
+/// An entry of the jump cache compiled code probes on an indirect jump: the compiled block for
+/// guest `pc` in `mode`, valid while the cache's epoch is `epoch`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct NativeJmp {
+    pub pc: u64,
+    pub epoch: u64,
+    pub mode: u64,
+    pub entry: u64,
+}
+
+impl NativeJmp {
+    /// An entry that matches no lookup (no block starts at an odd address).
+    pub const EMPTY: Self = Self {
+        pc: 1,
+        epoch: u64::MAX,
+        mode: u64::MAX,
+        entry: 0,
+    };
+}
+
+/// Entries of the compiled code's jump cache (a power of two).
+pub const JMP_BITS: u32 = 12;
+pub const JMP_ENTRIES: usize = 1 << JMP_BITS;
+
+/// The jump-cache slot of guest `pc` (compiled code computes the same).
+#[inline(always)]
+pub fn jmp_index(pc: u64) -> usize {
+    ((pc >> 1) ^ (pc >> (1 + JMP_BITS))) as usize & (JMP_ENTRIES - 1)
+}
+
+pub const JMP_PC: i32 = std::mem::offset_of!(NativeJmp, pc) as i32;
+pub const JMP_EPOCH: i32 = std::mem::offset_of!(NativeJmp, epoch) as i32;
+pub const JMP_MODE: i32 = std::mem::offset_of!(NativeJmp, mode) as i32;
+pub const JMP_ENTRY: i32 = std::mem::offset_of!(NativeJmp, entry) as i32;
+pub const JMP_SIZE: i64 = std::mem::size_of::<NativeJmp>() as i64;
 
 pub const LINK_EPOCH: i32 = std::mem::offset_of!(LinkTable, epoch) as i32;
 pub const LINK_TARGET: i32 = std::mem::offset_of!(LinkTable, target) as i32;
@@ -174,7 +215,12 @@ pub struct TierStats {
 }
 
 /// Build the environment for guest `G` (callbacks monomorphised for it), calling through `gate`.
-pub fn env_for<G: Guest>(g: &mut G, pending: &AtomicU64, gate: usize) -> NativeEnv {
+pub fn env_for<G: Guest>(
+    g: &mut G,
+    pending: &AtomicU64,
+    gate: usize,
+    jmp: *const NativeJmp,
+) -> NativeEnv {
     NativeEnv {
         cpu: g.cpu() as *mut CpuState,
         guest: g as *mut G as *mut c_void,
@@ -184,6 +230,7 @@ pub fn env_for<G: Guest>(g: &mut G, pending: &AtomicU64, gate: usize) -> NativeE
         out: 0,
         status: 0,
         gate,
+        jmp,
         load_slow: load_slow::<G>,
         store_slow: store_slow::<G>,
         helper: helper::<G>,

@@ -23,7 +23,10 @@ use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use tessera_dbt::ir::{BinOp, Block, Cond, Op, Terminator, UnOp};
 use tessera_dbt::native::offsets::*;
-use tessera_dbt::native::{CompileInfo, EXIT_INDIRECT, EXIT_LOOKUP, LINK_EPOCH, LINK_TARGET};
+use tessera_dbt::native::{
+    CompileInfo, EXIT_INDIRECT, EXIT_LOOKUP, JMP_BITS, JMP_ENTRIES, JMP_ENTRY, JMP_EPOCH, JMP_MODE,
+    JMP_PC, JMP_SIZE, LINK_EPOCH, LINK_TARGET,
+};
 use tessera_dbt::signals::ATTENTION;
 use tessera_dbt::state::{request, NUM_SLOTS};
 use tessera_dbt::tlb::{PAGE_BITS, PAGE_MASK, TLB_ENTRIES};
@@ -519,6 +522,43 @@ impl Lower<'_, '_> {
         self.fb.ins().jump(self.chain, &[l.into(), t.into()]);
     }
 
+    /// Continue at `target` (pc, icount and registers are in memory): straight to its code when
+    /// the compiled code's jump cache has it for this epoch and mode, else back to the run loop.
+    /// Mode cannot have changed since the block began: that sets a request, and the attention
+    /// check before this returns to the run loop.
+    fn indirect_jump(&mut self, target: Value) {
+        let s1 = self.fb.ins().ushr_imm_s(target, 1);
+        let s2 = self.fb.ins().ushr_imm_s(target, 1 + JMP_BITS as i64);
+        let h = self.fb.ins().bxor(s1, s2);
+        let h = self.fb.ins().band_imm_s(h, (JMP_ENTRIES - 1) as i64);
+        let off = self.fb.ins().imul_imm_s(h, JMP_SIZE);
+        let table = self.fb.ins().load(I64, mem(), self.env, ENV_JMP);
+        let e = self.fb.ins().iadd(table, off);
+        let pc = self.fb.ins().load(I64, mem(), e, JMP_PC);
+        let epoch = self.fb.ins().load(I64, mem(), e, JMP_EPOCH);
+        let mode = self.fb.ins().load(I64, mem(), e, JMP_MODE);
+        let current = self.fb.ins().load(I64, mem(), self.env, ENV_EPOCH);
+        let same_pc = self.fb.ins().icmp(IntCC::Equal, pc, target);
+        let same_epoch = self.fb.ins().icmp(IntCC::Equal, epoch, current);
+        let same_mode = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::Equal, mode, self.b.mode as i64);
+        let hit = self.fb.ins().band(same_pc, same_epoch);
+        let hit = self.fb.ins().band(hit, same_mode);
+        let go = self.fb.create_block();
+        let miss = self.fb.create_block();
+        self.fb.ins().brif(hit, go, &[], miss, &[]);
+        self.fb.switch_to_block(go);
+        let entry = self.fb.ins().load(I64, mem(), e, JMP_ENTRY);
+        let env = self.env;
+        self.fb
+            .ins()
+            .return_call_indirect(self.sigs.block, entry, &[env]);
+        self.fb.switch_to_block(miss);
+        self.ret(EXIT_INDIRECT);
+    }
+
     /// The back edge of a block that loops to itself: unless the run loop has work, run again
     /// with registers where the loop header expects them (nothing written back).
     fn loop_back(&mut self, count: u64, named: &[(u8, Reg)]) {
@@ -589,7 +629,7 @@ impl Lower<'_, '_> {
                 self.fb.switch_to_block(stop);
                 self.ret(EXIT_LOOKUP);
                 self.fb.switch_to_block(go);
-                self.ret(EXIT_INDIRECT);
+                self.indirect_jump(target);
             }
             Terminator::Exit { pc } => {
                 self.write_back();
