@@ -574,8 +574,18 @@ mod tests {
         assert_ne!(table(&mut c, a).0, c.epoch());
         c.set_link(a, 1, b);
         assert_eq!(table(&mut c, a), (c.epoch(), [0, 0xb000, 0, 0, 0, 0]));
-        // Invalidating the target clears the slots that lead to it, and its code.
+        // Reached by an indirect jump: compiled code finds it in the jump cache.
+        c.remember_native(b);
+        let slot = |c: &BlockCache| {
+            // SAFETY: the jump cache is boxed in the cache, JMP_ENTRIES long; read only here.
+            unsafe { *c.native_jmp().add(crate::native::jmp_index(0x2000)) }
+        };
+        assert_eq!((slot(&c).pc, slot(&c).entry), (0x2000, 0xb000));
+        assert_eq!(slot(&c).epoch, c.epoch());
+        // Invalidating the target clears the slots that lead to it, its jump-cache entry and
+        // its code.
         assert_eq!(c.invalidate(0x80002, 1), 0);
+        assert_eq!(slot(&c).entry, 0);
         assert_eq!(table(&mut c, a).1, [0; MAX_LINKS]);
         assert_eq!(c.native(b), None);
         c.flush();
