@@ -349,6 +349,7 @@ impl BlockCache {
 
     /// Block `idx` was reached by an indirect jump in this epoch: if it has code, let compiled
     /// code jump to it directly next time.
+    #[inline]
     pub fn remember_native(&mut self, idx: u32) {
         let (Some(entry), Some(b)) = (self.native(idx), self.blocks.get(idx as usize)) else {
             return;

@@ -94,30 +94,45 @@ fn run_chained<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &VcpuSignal
             continue; // fetch fault: the trap was taken, pc moved
         };
         loop {
-            idx = match exec_block::<G, true>(g, cache.get(idx), signals) {
-                BlockExit::Link(n) => match cache.link(idx, n) {
-                    Some(to) => to,
-                    None => {
-                        // Translating may flush a full cache; then `idx` names nothing.
-                        let generation = cache.generation();
-                        match find_or_translate(g, cache) {
-                            Some(to) => {
-                                if cache.generation() == generation {
-                                    cache.set_link(idx, n, to);
-                                }
-                                to
-                            }
-                            None => break,
-                        }
-                    }
-                },
-                BlockExit::Indirect => match find_or_translate(g, cache) {
-                    Some(to) => to,
-                    None => break,
-                },
-                BlockExit::Lookup => break,
-            };
+            let exit = exec_block::<G, true>(g, cache.get(idx), signals);
+            match next_block(g, cache, idx, exit) {
+                Some(to) => idx = to,
+                None => break,
+            }
         }
+    }
+}
+
+/// The block to run after block `idx` ended with `exit`: through its chain link (made now if
+/// missing) or a lookup; `None` when the run loop must do boundary work first (or a fetch
+/// faulted).
+#[inline(always)]
+fn next_block<G: Guest>(
+    g: &mut G,
+    cache: &mut BlockCache,
+    idx: u32,
+    exit: BlockExit,
+) -> Option<u32> {
+    match exit {
+        BlockExit::Link(n) => match cache.link(idx, n) {
+            Some(to) => Some(to),
+            None => {
+                // Translating may flush a full cache; then `idx` names nothing.
+                let generation = cache.generation();
+                let to = find_or_translate(g, cache)?;
+                if cache.generation() == generation {
+                    cache.set_link(idx, n, to);
+                }
+                Some(to)
+            }
+        },
+        BlockExit::Indirect => {
+            let to = find_or_translate(g, cache)?;
+            // Compiled code finds it directly next time (if it has code).
+            cache.remember_native(to);
+            Some(to)
+        }
+        BlockExit::Lookup => None,
     }
 }
 
@@ -173,31 +188,10 @@ fn run_tiered<G: Guest>(
                 since_poll = 0;
                 break;
             }
-            idx = match exit {
-                BlockExit::Link(n) => match cache.link(idx, n) {
-                    Some(to) => to,
-                    None => {
-                        let generation = cache.generation();
-                        match find_or_translate(g, cache) {
-                            Some(to) => {
-                                if cache.generation() == generation {
-                                    cache.set_link(idx, n, to);
-                                }
-                                to
-                            }
-                            None => break,
-                        }
-                    }
-                },
-                BlockExit::Indirect => match find_or_translate(g, cache) {
-                    Some(to) => {
-                        cache.remember_native(to);
-                        to
-                    }
-                    None => break,
-                },
-                BlockExit::Lookup => break,
-            };
+            match next_block(g, cache, idx, exit) {
+                Some(to) => idx = to,
+                None => break,
+            }
         }
     }
 }

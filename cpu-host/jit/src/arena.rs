@@ -7,6 +7,7 @@
 //! vCPU, used only on that vCPU's thread.
 
 use std::io;
+use std::os::fd::AsRawFd;
 
 /// Alignment of each function's start (Cranelift aligns loops and constants relative to it).
 const ALIGN: usize = 32;
@@ -24,53 +25,31 @@ unsafe impl Send for CodeArena {}
 impl CodeArena {
     /// Reserve `size` bytes of code memory (pages are only backed once written).
     pub fn new(size: usize) -> io::Result<Self> {
-        let name = c"tessera-jit-code";
-        // SAFETY: plain syscalls on a fresh fd; every result is checked before use.
-        unsafe {
-            let fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC);
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let close_with = |e: io::Error| {
-                libc::close(fd);
-                e
-            };
-            if libc::ftruncate(fd, size as libc::off_t) != 0 {
-                return Err(close_with(io::Error::last_os_error()));
-            }
-            let rw = libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            );
-            if rw == libc::MAP_FAILED {
-                return Err(close_with(io::Error::last_os_error()));
-            }
-            let rx = libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_EXEC,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            );
-            if rx == libc::MAP_FAILED {
-                let e = io::Error::last_os_error();
-                libc::munmap(rw, size);
-                return Err(close_with(e));
-            }
-            // The mappings keep the memory alive.
-            libc::close(fd);
-            Ok(Self {
-                rw: rw as *mut u8,
-                rx: rx as *mut u8,
-                size,
-                used: 0,
-            })
-        }
+        // Sealed against resizing: nothing can truncate the code under running vCPUs.
+        let file =
+            tessera_shm::sealed_memfd("tessera-jit-code", size as u64).map_err(io::Error::other)?;
+        let fd = file.as_raw_fd();
+        let map = |prot| {
+            // SAFETY: a fresh shared mapping of the whole memfd, which is `size` bytes long;
+            // nothing else is placed at the address the kernel picks.
+            let p =
+                unsafe { libc::mmap(std::ptr::null_mut(), size, prot, libc::MAP_SHARED, fd, 0) };
+            (p != libc::MAP_FAILED)
+                .then_some(p)
+                .ok_or_else(io::Error::last_os_error)
+        };
+        let rw = map(libc::PROT_READ | libc::PROT_WRITE)?;
+        let rx = map(libc::PROT_READ | libc::PROT_EXEC).inspect_err(|_| {
+            // SAFETY: `rw` was mapped just above with this size and is not used afterwards.
+            unsafe { libc::munmap(rw, size) };
+        })?;
+        // The mappings keep the memory alive once `file` closes.
+        Ok(Self {
+            rw: rw as *mut u8,
+            rx: rx as *mut u8,
+            size,
+            used: 0,
+        })
     }
 
     /// Copy `code` in; returns its executable address, or `None` when the arena is full.

@@ -127,13 +127,7 @@ fn named_slots(b: &Block) -> Vec<(u8, Reg)> {
     let mut st = [None::<Reg>; NUM_SLOTS];
     let mut reads = Vec::new();
     let mut writes = Vec::new();
-    let term_loops = match b.term {
-        Terminator::Jump { target } => target == b.pc,
-        Terminator::Branch {
-            taken, fallthrough, ..
-        } => taken == b.pc || fallthrough == b.pc,
-        _ => false,
-    };
+    let term_loops = terminator_loops(b);
     let last = if term_loops {
         b.ops.len()
     } else {
@@ -145,12 +139,8 @@ fn named_slots(b: &Block) -> Vec<(u8, Reg)> {
     for op in &b.ops[..last] {
         op_slots(op, &mut reads, &mut writes);
     }
-    if term_loops {
-        match b.term {
-            Terminator::Branch { a, b, .. } => reads.extend([a, b]),
-            Terminator::JumpReg { a } => reads.push(a),
-            _ => {}
-        }
+    if let (true, Terminator::Branch { a, b, .. }) = (term_loops, b.term) {
+        reads.extend([a, b]);
     }
     for s in reads {
         st[s as usize].get_or_insert(Reg::Clean);
@@ -261,16 +251,20 @@ fn op_slots(op: &Op, r: &mut Vec<u8>, w: &mut Vec<u8>) {
     }
 }
 
-/// Whether `b` can branch to its own start (then it loops in place).
-fn loops_to_itself(b: &Block) -> bool {
-    let side = b.ops.iter().any(|op| exit_target(op) == Some(b.pc));
-    side || match b.term {
+/// Whether `b`'s terminator can go back to its own start.
+fn terminator_loops(b: &Block) -> bool {
+    match b.term {
         Terminator::Jump { target } => target == b.pc,
         Terminator::Branch {
             taken, fallthrough, ..
         } => taken == b.pc || fallthrough == b.pc,
         _ => false,
     }
+}
+
+/// Whether `b` can branch to its own start (then it loops in place).
+fn loops_to_itself(b: &Block) -> bool {
+    terminator_loops(b) || b.ops.iter().any(|op| exit_target(op) == Some(b.pc))
 }
 
 /// Lower `b` to a Cranelift function.
@@ -371,15 +365,9 @@ impl Lower<'_, '_> {
 
     /// Store every changed slot (they stay in their variables, now clean).
     fn write_back(&mut self) {
-        for s in 0..NUM_SLOTS {
-            if self.regs[s] == Reg::Dirty {
-                let var = self.var(s as u8);
-                let v = self.fb.use_var(var);
-                self.fb
-                    .ins()
-                    .store(mem(), v, self.cpu, CPU_REGS + 8 * s as i32);
-                self.regs[s] = Reg::Clean;
-            }
+        self.store_dirty();
+        for r in self.regs.iter_mut().filter(|r| **r == Reg::Dirty) {
+            *r = Reg::Clean;
         }
     }
 
@@ -407,6 +395,18 @@ impl Lower<'_, '_> {
         self.fb.ins().store(mem(), pcv, self.cpu, CPU_PC);
         let ic = self.icount_plus(k as u64);
         self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
+    }
+
+    /// Retire `count` instructions of this run: write registers back and store `icount` (and
+    /// `pc`, when it is a constant), as the run loop expects them when code returns.
+    fn retire(&mut self, count: u64, pc: Option<u64>) {
+        self.write_back();
+        let ic = self.icount_plus(count);
+        self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
+        if let Some(pc) = pc {
+            let t = self.fb.ins().iconst(I64, pc as i64);
+            self.fb.ins().store(mem(), t, self.cpu, CPU_PC);
+        }
     }
 
     fn ret(&mut self, code: u32) {
@@ -467,6 +467,15 @@ impl Lower<'_, '_> {
         self.fb.switch_to_block(ok);
     }
 
+    /// A callback that may trap, for op `i`: make pc/icount precise, store changed slots, call,
+    /// and leave through the shared return if it trapped. Its value is then at `ENV_OUT`.
+    fn call_may_trap(&mut self, i: usize, fn_off: i32, args: &[Value]) {
+        self.sync(i);
+        self.store_dirty();
+        let status = self.call(fn_off, args);
+        self.check_status(status);
+    }
+
     /// Store every changed slot, leaving them marked changed: for a call that may trap, on a
     /// path the main path's register state must not depend on (slow paths are cold; a few
     /// stores there buy a shared trap exit).
@@ -512,10 +521,8 @@ impl Lower<'_, '_> {
                 return;
             }
         }
-        self.write_back();
-        let ic = self.icount_plus(count);
-        self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
         // The next block does not read `pc`: the shared tail stores it only when it returns.
+        self.retire(count, None);
         let t = self.fb.ins().iconst(I64, target as i64);
         let l = self.fb.ins().iconst(I64, link as i64);
         self.chain_used = true;
@@ -566,10 +573,7 @@ impl Lower<'_, '_> {
         let (stop, go) = self.attention_check();
         let pc = self.b.pc;
         self.side(stop, |l| {
-            l.write_back();
-            l.fb.ins().store(mem(), ic, l.cpu, CPU_ICOUNT);
-            let t = l.fb.ins().iconst(I64, pc as i64);
-            l.fb.ins().store(mem(), t, l.cpu, CPU_PC);
+            l.retire(count, Some(pc));
             l.ret(EXIT_LOOKUP);
         });
         self.fb.switch_to_block(go);
@@ -621,9 +625,7 @@ impl Lower<'_, '_> {
             }
             Terminator::JumpReg { a } => {
                 let target = self.get(a);
-                self.write_back();
-                let ic = self.icount_plus(n);
-                self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
+                self.retire(n, None);
                 self.fb.ins().store(mem(), target, self.cpu, CPU_PC);
                 let (stop, go) = self.attention_check();
                 self.fb.switch_to_block(stop);
@@ -632,17 +634,12 @@ impl Lower<'_, '_> {
                 self.indirect_jump(target);
             }
             Terminator::Exit { pc } => {
-                self.write_back();
-                let ic = self.icount_plus(n);
-                self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
-                let t = self.fb.ins().iconst(I64, pc as i64);
-                self.fb.ins().store(mem(), t, self.cpu, CPU_PC);
+                self.retire(n, Some(pc));
                 self.ret(EXIT_LOOKUP);
             }
             Terminator::ExitDynamic => {
-                self.write_back();
-                let ic = self.icount_plus(n);
-                self.fb.ins().store(mem(), ic, self.cpu, CPU_ICOUNT);
+                // A helper has set `pc`.
+                self.retire(n, None);
                 self.ret(EXIT_LOOKUP);
             }
         }
@@ -715,11 +712,8 @@ impl Lower<'_, '_> {
         self.fb.ins().jump(join, &[v.into()]);
         // Slow path: the guest's load (MMIO, refill, fault).
         self.fb.switch_to_block(slow);
-        self.sync(i);
         let size = self.fb.ins().iconst(I64, lg as i64);
-        self.store_dirty();
-        let status = self.call(ENV_LOAD_SLOW, &[va, size]);
-        self.check_status(status);
+        self.call_may_trap(i, ENV_LOAD_SLOW, &[va, size]);
         let raw = self.out_value();
         let v = if signed && lg < 3 {
             self.sext_from(raw, lg)
@@ -755,11 +749,8 @@ impl Lower<'_, '_> {
         let join = self.fb.create_block();
         self.fb.ins().jump(join, &[]);
         self.fb.switch_to_block(slow);
-        self.sync(i);
         let size = self.fb.ins().iconst(I64, lg as i64);
-        self.store_dirty();
-        let status = self.call(ENV_STORE_SLOW, &[va, size, v]);
-        self.check_status(status);
+        self.call_may_trap(i, ENV_STORE_SLOW, &[va, size, v]);
         // The store may have written code of this very block: stop after it.
         let (_, k) = self.b.insn_of_op(i);
         if let Some(&next_off) = self.b.insn_off.get(k as usize + 1) {
@@ -770,11 +761,7 @@ impl Lower<'_, '_> {
             self.fb.ins().brif(smc, stop, &[], join, &[]);
             let next_pc = self.b.pc.wrapping_add(next_off as u64);
             self.side(stop, |l| {
-                l.write_back();
-                let pcv = l.fb.ins().iconst(I64, next_pc as i64);
-                l.fb.ins().store(mem(), pcv, l.cpu, CPU_PC);
-                let ic = l.icount_plus(k as u64 + 1);
-                l.fb.ins().store(mem(), ic, l.cpu, CPU_ICOUNT);
+                l.retire(k as u64 + 1, Some(next_pc));
                 l.ret(EXIT_LOOKUP);
             });
         } else {
@@ -917,34 +904,25 @@ impl Lower<'_, '_> {
                 s,
             } => {
                 let (va, src) = (self.get(a), self.get(s));
-                self.sync(i);
                 let code = self
                     .fb
                     .ins()
                     .iconst(I64, (op as u8 as i64) | (size_log2 as i64) << 8);
-                self.store_dirty();
-                let st = self.call(ENV_AMO, &[code, va, src]);
-                self.check_status(st);
+                self.call_may_trap(i, ENV_AMO, &[code, va, src]);
                 let v = self.out_value();
                 self.set(d, v);
             }
             Op::LoadReserved { size_log2, d, a } => {
                 let va = self.get(a);
-                self.sync(i);
                 let size = self.fb.ins().iconst(I64, size_log2 as i64);
-                self.store_dirty();
-                let st = self.call(ENV_LOAD_RESERVED, &[size, va]);
-                self.check_status(st);
+                self.call_may_trap(i, ENV_LOAD_RESERVED, &[size, va]);
                 let v = self.out_value();
                 self.set(d, v);
             }
             Op::StoreCond { size_log2, d, a, s } => {
                 let (va, src) = (self.get(a), self.get(s));
-                self.sync(i);
                 let size = self.fb.ins().iconst(I64, size_log2 as i64);
-                self.store_dirty();
-                let st = self.call(ENV_STORE_COND, &[size, va, src]);
-                self.check_status(st);
+                self.call_may_trap(i, ENV_STORE_COND, &[size, va, src]);
                 let v = self.out_value();
                 self.set(d, v);
             }
@@ -1126,25 +1104,24 @@ impl Lower<'_, '_> {
                 let s = self.fb.ins().ushr(x, y);
                 self.fb.ins().band_imm_s(s, 1)
             }
-            BinOp::Sh1Add | BinOp::Sh2Add | BinOp::Sh3Add => {
-                let n = match op {
-                    BinOp::Sh1Add => 1,
-                    BinOp::Sh2Add => 2,
-                    _ => 3,
+            BinOp::Sh1Add
+            | BinOp::Sh2Add
+            | BinOp::Sh3Add
+            | BinOp::Sh1AddUw
+            | BinOp::Sh2AddUw
+            | BinOp::Sh3AddUw => {
+                let (a, n) = match op {
+                    BinOp::Sh1Add => (x, 1),
+                    BinOp::Sh2Add => (x, 2),
+                    BinOp::Sh3Add => (x, 3),
+                    BinOp::Sh1AddUw => (z, 1),
+                    BinOp::Sh2AddUw => (z, 2),
+                    _ => (z, 3),
                 };
-                let s = self.fb.ins().ishl_imm_s(x, n);
+                let s = self.fb.ins().ishl_imm_s(a, n);
                 self.fb.ins().iadd(s, y)
             }
             BinOp::AddUw => self.fb.ins().iadd(z, y),
-            BinOp::Sh1AddUw | BinOp::Sh2AddUw | BinOp::Sh3AddUw => {
-                let n = match op {
-                    BinOp::Sh1AddUw => 1,
-                    BinOp::Sh2AddUw => 2,
-                    _ => 3,
-                };
-                let s = self.fb.ins().ishl_imm_s(z, n);
-                self.fb.ins().iadd(s, y)
-            }
             BinOp::SllUw => self.fb.ins().ishl(z, y),
             BinOp::CZeroEqz | BinOp::CZeroNez => {
                 let cc = if op == BinOp::CZeroEqz {
