@@ -44,6 +44,18 @@ const MINIMIZE_TIME: Duration = Duration::from_secs(180);
 // PRNG
 // ---------------------------------------------------------------------------------------------
 
+/// A number from environment variable `name` (decimal or `0x` hex, `_` separators allowed), for
+/// the seeds and counts of the differential tests. Panics with the variable's name on garbage.
+pub fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16),
+        None => v.replace('_', "").parse(),
+    };
+    Some(parsed.unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")))
+}
+
 /// SplitMix64: tiny, deterministic, good enough for test generation.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

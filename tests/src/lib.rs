@@ -11,6 +11,7 @@ pub mod linux;
 pub mod proc;
 pub mod qmp;
 pub mod supervised;
+pub mod tier;
 pub mod virtio;
 
 pub use fixture::{crc32, fat_image_with_file, private_dir, wait_for_path, xorshift_bytes};

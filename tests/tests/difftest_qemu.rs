@@ -13,21 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tessera_tests::bin_path;
 use tessera_tests::difftest::{
-    run_difftest, Compressed, Config, Dump, Emulator, Kind, Qemu, TesseraCpu,
+    env_u64, run_difftest, Compressed, Config, Dump, Emulator, Kind, Qemu, TesseraCpu,
 };
 
 const DEFAULT_SEED: u64 = 0x7e55_e7a0_d1ff_0001;
 const DEFAULT_COUNT: usize = 2000;
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    let v = v.trim();
-    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16),
-        None => v.replace('_', "").parse(),
-    };
-    Some(parsed.unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")))
-}
 
 fn work_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)

@@ -44,7 +44,7 @@ fn tessera_cpu(tier: Option<&str>) -> Command {
     let mut c = Command::new(bin_path("tessera-cpu"));
     c.args(["--harts", "4", "--serial", "stdio"]);
     if let Some(t) = tier {
-        c.args(["--tier", t]);
+        c.args(["--stats", "--tier", t]);
     }
     c
 }
@@ -86,6 +86,11 @@ fn boot_opensbi_with_payload(firmware: &str, kernel: &Path, tier: Option<&str>) 
         Some(0),
         "SBI SRST shutdown must end the process with status 0; {log}"
     );
+    if let Some(t) = tier {
+        if let Err(e) = tessera_tests::tier::check_tier_ran(t, &out.stderr) {
+            panic!("{e}");
+        }
+    }
 }
 
 #[test]

@@ -56,12 +56,13 @@ impl Runner {
                     "--serial",
                     "stdio",
                 ]);
+                // `--stats` so the run can show that the tier asked for ran.
                 match tier {
                     Some("background") => {
-                        c.args(["--tier", "auto", "--jit-threshold", "1"]);
+                        c.args(["--stats", "--tier", "auto", "--jit-threshold", "1"]);
                     }
                     Some(t) => {
-                        c.args(["--tier", t]);
+                        c.args(["--stats", "--tier", t]);
                     }
                     None => {}
                 }
@@ -129,7 +130,11 @@ fn run_guest(
     let res = run_with_timeout(&mut cmd, timeout)
         .map_err(|e| format!("starting {:?} for {}: {e}", runner, elf.display()))?;
     if !res.timed_out && res.code == Some(0) {
-        return Ok(());
+        return match (runner, tier) {
+            (Runner::Tessera, Some(t)) => tessera_tests::tier::check_tier_ran(t, &res.stderr)
+                .map_err(|e| format!("{}: {e}", prog.name).into()),
+            _ => Ok(()),
+        };
     }
     let status = if res.timed_out {
         format!("timed out after {timeout:?}")

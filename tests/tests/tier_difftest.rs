@@ -13,34 +13,16 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tessera_tests::bin_path;
-use tessera_tests::difftest::{run_difftest, Compressed, Config, Kind, TesseraCpu};
+use std::process::Command;
+
+use tessera_tests::difftest::{env_u64, run_difftest, Compressed, Config, Kind, TesseraCpu};
+use tessera_tests::{bin_path, run_with_timeout};
 
 const DEFAULT_SEED: u64 = 0x7e55_e7a0_0007_1e51;
 
-fn env_count(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
-        Err(_) => default,
-    }
-}
-
 fn run(kind: Kind, count_var: &str, default: usize, dir: &str) {
-    let seed = match std::env::var("TESSERA_TIER_DIFFTEST_SEED") {
-        Ok(v) => {
-            let v = v.trim();
-            match v.strip_prefix("0x") {
-                Some(h) => u64::from_str_radix(h, 16),
-                None => v.parse(),
-            }
-            .unwrap_or_else(|e| panic!("TESSERA_TIER_DIFFTEST_SEED={v:?}: {e}"))
-        }
-        Err(_) => DEFAULT_SEED,
-    };
-    let count = env_count(count_var, default);
+    let seed = env_u64("TESSERA_TIER_DIFFTEST_SEED").unwrap_or(DEFAULT_SEED);
+    let count = env_u64(count_var).map_or(default, |c| c as usize);
     let interp = TesseraCpu {
         binary: bin_path("tessera-cpu"),
         tier: Some("interp"),
@@ -70,6 +52,21 @@ fn run(kind: Kind, count_var: &str, default: usize, dir: &str) {
                 "ran {} of {count} sequences",
                 s.sequences
             );
+            // The comparison means something only if the JIT really ran the programs.
+            let elf = cfg.work_dir.join("prog_0000.elf");
+            let out = run_with_timeout(
+                Command::new(bin_path("tessera-cpu"))
+                    .args([
+                        "--bios", "none", "--serial", "stdio", "--stats", "--tier", "jit",
+                    ])
+                    .arg("--kernel")
+                    .arg(&elf),
+                Duration::from_secs(60),
+            )
+            .expect("run tessera-cpu --tier jit");
+            if let Err(e) = tessera_tests::tier::check_tier_ran("jit", &out.stderr) {
+                panic!("{}: {e}", elf.display());
+            }
             eprintln!(
                 "tier difftest ({kind:?}): {} sequences ({} units) in {} programs match between \
                  the interpreter and the JIT (seed {seed:#x}) in {:.1?}",

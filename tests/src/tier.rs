@@ -1,0 +1,76 @@
+//! What `tessera-cpu --stats` says about the compiled tier, so tier tests can check that the tier
+//! they asked for really ran (a `--tier jit` run that compiled nothing would prove nothing).
+
+/// The compiled tier's figures summed over harts, or `None` when no hart reported one
+/// (`--tier interp`, or no `--stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitStats {
+    pub blocks: u64,
+    pub compiled_insns: u64,
+    pub interpreted_insns: u64,
+}
+
+/// Parse the `hartN: jit: B blocks compiled (...); instructions: C compiled (..%), I interpreted`
+/// lines of `--stats` output.
+pub fn jit_stats(stderr: &str) -> Option<JitStats> {
+    let mut total: Option<JitStats> = None;
+    for line in stderr.lines() {
+        let Some((_, rest)) = line.split_once(": jit: ") else {
+            continue;
+        };
+        let num_before = |s: &str, word: &str| -> Option<u64> {
+            let end = s.find(word)?;
+            s[..end].split_whitespace().last()?.parse().ok()
+        };
+        let (head, insns) = rest.split_once("instructions: ")?;
+        let (compiled, interpreted) = insns.split_once(", ")?;
+        let t = total.get_or_insert_with(JitStats::default);
+        t.blocks += num_before(head, " blocks compiled")?;
+        t.compiled_insns += num_before(compiled, " compiled")?;
+        t.interpreted_insns += num_before(interpreted, " interpreted")?;
+    }
+    total
+}
+
+/// Check `--stats` output against the tier asked for: `jit` must have compiled and run code,
+/// `interp` must have no compiled tier, the default and `background` must have one.
+pub fn check_tier_ran(tier: &str, stderr: &str) -> Result<(), String> {
+    let stats = jit_stats(stderr);
+    match (tier, stats) {
+        ("interp", None) => Ok(()),
+        ("interp", Some(s)) => Err(format!("--tier interp ran a compiled tier: {s:?}")),
+        ("jit", Some(s)) if s.blocks > 0 && s.compiled_insns > 0 => Ok(()),
+        (_, Some(_)) if tier != "jit" => Ok(()),
+        (_, s) => Err(format!(
+            "--tier {tier}: the compiled tier did not run ({s:?}); stderr:\n{stderr}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_lines_are_summed_over_harts() {
+        let out = "tessera-cpu: hart0: 10 instructions\n\
+            tessera-cpu: hart0: jit: 34 blocks compiled (0 refused, 57 KiB code, 0 code resets), \
+            0.038 s compiling; instructions: 6301088 compiled (100.0%), 1024 interpreted\n\
+            tessera-cpu: hart1: jit: 2 blocks compiled (0 refused, 1 KiB code, 0 code resets), \
+            0.001 s compiling; instructions: 12 compiled (50.0%), 12 interpreted\n";
+        assert_eq!(
+            jit_stats(out),
+            Some(JitStats {
+                blocks: 36,
+                compiled_insns: 6301100,
+                interpreted_insns: 1036
+            })
+        );
+        assert_eq!(jit_stats("tessera-cpu: total: 5 instructions"), None);
+        assert!(check_tier_ran("jit", out).is_ok());
+        assert!(check_tier_ran("interp", out).is_err());
+        assert!(check_tier_ran("interp", "").is_ok());
+        assert!(check_tier_ran("jit", "").is_err());
+        assert!(check_tier_ran("background", "").is_err());
+    }
+}
