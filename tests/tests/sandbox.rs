@@ -68,7 +68,7 @@ impl Server {
         }
     }
 
-    /// The sandboxed server: the reaper's only child, once it is under seccomp.
+    /// The sandboxed server: the reaper's only child, once it and the reaper are under seccomp.
     fn sandboxed_child(&self) -> u32 {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -79,14 +79,17 @@ impl Server {
                 .split_whitespace()
                 .next()
                 .and_then(|c| c.parse().ok());
+            // The reaper installs its own filter after the fork, so it can trail the server:
+            // wait for both (the checks that follow then see the settled state).
+            let reaper_filtered = status_field(self.pid(), "Seccomp").as_deref() == Some("2");
             if let Some(c) = child {
-                if status_field(c, "Seccomp").as_deref() == Some("2") {
+                if reaper_filtered && status_field(c, "Seccomp").as_deref() == Some("2") {
                     return c;
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "no sandboxed child of {}; stderr:\n{}",
+                "no sandboxed child of {} (or the reaper has no seccomp filter); stderr:\n{}",
                 self.pid(),
                 self.stderr()
             );
