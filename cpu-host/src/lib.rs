@@ -108,10 +108,11 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
             if let Some(t) = &h.tier {
                 let native = h.cache.native_insns;
                 eprintln!(
-                    "tessera-cpu: hart{i}: jit: {} blocks compiled ({} refused, {} KiB code, {} \
-                     code resets), {:.3} s compiling; instructions: {} compiled ({:.1}%), {} \
-                     interpreted",
+                    "tessera-cpu: hart{i}: jit: {} regions compiled ({} blocks, {} refused, {} KiB \
+                     code, {} code resets), {:.3} s compiling; instructions: {} compiled \
+                     ({:.1}%), {} interpreted",
                     t.compiled,
+                    t.compiled + t.merged,
                     t.failed,
                     t.code_bytes >> 10,
                     t.resets,

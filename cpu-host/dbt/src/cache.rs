@@ -44,6 +44,9 @@ pub struct CacheStats {
 pub const HEAT_NEVER: u32 = u32::MAX;
 /// [`BlockCache::heat`] of a block whose compilation is under way.
 pub const HEAT_PENDING: u32 = u32::MAX - 1;
+/// [`BlockCache::heat`] of a block being compiled as part of another block's region: not
+/// counted meanwhile (it would only be compiled twice), counted again once the region is in.
+pub const HEAT_HELD: u32 = u32::MAX - 2;
 
 pub struct BlockCache {
     blocks: Vec<Block>,
@@ -79,6 +82,10 @@ pub struct BlockCache {
     /// The jump cache compiled code probes on indirect jumps (boxed: its address is in
     /// `NativeEnv::jmp`).
     native_jmp: Box<[NativeJmp]>,
+    /// For each region head handed to a compiler: the other blocks its code includes.
+    regions: HashMap<u32, Vec<u32>>,
+    /// For each block included in another's region: those heads (their code dies with it).
+    dependents: HashMap<u32, Vec<u32>>,
     pub stats: CacheStats,
 }
 
@@ -108,6 +115,8 @@ impl BlockCache {
             native: Vec::new(),
             tables: Vec::new(),
             native_jmp: vec![NativeJmp::EMPTY; JMP_ENTRIES].into_boxed_slice(),
+            regions: HashMap::default(),
+            dependents: HashMap::default(),
             stats: CacheStats::default(),
         }
     }
@@ -325,7 +334,7 @@ impl BlockCache {
     #[inline(always)]
     pub fn heat_up(&mut self, idx: u32) -> u32 {
         match self.heat.get_mut(idx as usize) {
-            Some(h) if *h < HEAT_PENDING => {
+            Some(h) if *h < HEAT_HELD => {
                 let old = *h;
                 *h += 1;
                 old
@@ -339,6 +348,57 @@ impl BlockCache {
     pub fn set_heat(&mut self, idx: u32, heat: u32) {
         if let Some(h) = self.heat.get_mut(idx as usize) {
             *h = heat;
+        }
+    }
+
+    /// Block `idx`'s heat: tier-0 dispatches, or [`HEAT_NEVER`]/[`HEAT_PENDING`]/[`HEAT_HELD`].
+    pub fn heat(&self, idx: u32) -> u32 {
+        self.heat.get(idx as usize).copied().unwrap_or(HEAT_NEVER)
+    }
+
+    /// Head `head` is handed to a compiler together with `members` (valid blocks, other than
+    /// `head`): their code is now part of its code, so invalidating any of them drops `head`
+    /// too, and they are not counted towards their own compilation until it is in.
+    pub fn set_region(&mut self, head: u32, members: &[u32]) {
+        for &m in members {
+            let deps = self.dependents.entry(m).or_default();
+            if !deps.contains(&head) {
+                deps.push(head);
+            }
+            if self.heat(m) < HEAT_HELD {
+                self.set_heat(m, HEAT_HELD);
+            }
+        }
+        if !members.is_empty() {
+            self.regions.insert(head, members.to_vec());
+        }
+    }
+
+    /// The blocks besides `head` that `head`'s code (or compilation under way) includes.
+    pub fn region(&self, head: u32) -> &[u32] {
+        self.regions.get(&head).map_or(&[], |m| m.as_slice())
+    }
+
+    /// The compilation of `head`'s region ended: its members count again.
+    fn release_region(&mut self, head: u32) {
+        let members = self.regions.get(&head).cloned().unwrap_or_default();
+        for m in members {
+            if self.heat(m) == HEAT_HELD {
+                self.set_heat(m, 0);
+            }
+        }
+    }
+
+    /// The compiler refused block `idx` (and its region): it stays at tier 0.
+    pub fn refuse(&mut self, idx: u32) {
+        self.set_heat(idx, HEAT_NEVER);
+        self.release_region(idx);
+        if let Some(members) = self.regions.remove(&idx) {
+            for m in members {
+                if let Some(d) = self.dependents.get_mut(&m) {
+                    d.retain(|&h| h != idx);
+                }
+            }
         }
     }
 
@@ -375,8 +435,9 @@ impl BlockCache {
     /// start going there directly.
     pub fn set_native(&mut self, idx: u32, entry: usize) {
         if !self.is_valid(idx) {
-            return;
+            return; // it, or a block of its region, died meanwhile
         }
+        self.release_region(idx);
         if let Some(e) = self.native.get_mut(idx as usize) {
             *e = entry;
         }
@@ -406,6 +467,8 @@ impl BlockCache {
         self.native.clear();
         self.tables.clear();
         self.native_jmp.fill(NativeJmp::EMPTY);
+        self.regions.clear();
+        self.dependents.clear();
         self.jmp.fill(NO_JMP);
         self.generation += 1;
         self.stats.full_flushes += 1;
@@ -448,12 +511,32 @@ impl BlockCache {
         remaining
     }
 
-    /// Make block `idx` unreachable: unlink it and drop it from the map.
+    /// Make block `idx` unreachable: unlink it and drop it from the map; so too the heads of
+    /// regions that include it (their code includes its code).
     fn kill(&mut self, idx: u32) {
+        let mut doomed = vec![idx];
+        while let Some(i) = doomed.pop() {
+            if self.is_valid(i) {
+                self.kill_one(i);
+                if let Some(heads) = self.dependents.remove(&i) {
+                    doomed.extend(heads);
+                }
+            }
+        }
+    }
+
+    fn kill_one(&mut self, idx: u32) {
         let Some(v) = self.valid.get_mut(idx as usize) else {
             return;
         };
         *v = false;
+        if let Some(members) = self.regions.remove(&idx) {
+            for m in members {
+                if self.heat(m) == HEAT_HELD {
+                    self.set_heat(m, 0);
+                }
+            }
+        }
         self.unlink_incoming(idx);
         let b = &self.blocks[idx as usize];
         if let Some(e) = self.native.get_mut(idx as usize) {

@@ -10,10 +10,11 @@
 //! only for a link not made yet, an indirect jump, or boundary work.
 
 use crate::cache::BlockCache;
-use crate::cache::{HEAT_NEVER, HEAT_PENDING};
+use crate::cache::HEAT_PENDING;
 use crate::guest::Guest;
 use crate::interp::{exec_block, BlockExit};
 use crate::native::{self, CodeTier, CompileInfo, NativeEnv};
+use crate::region;
 use crate::reset_gate::{ResetGate, LOCKSTEP_BLOCKS};
 use crate::signals::{VcpuSignals, ATTENTION, PAUSE_LINE, STOP_LINE};
 use crate::state::request;
@@ -162,6 +163,7 @@ fn run_tiered<G: Guest>(
                 env.cpu = g.cpu() as *mut _;
                 env.guest = g as *mut G as *mut std::ffi::c_void;
                 env.epoch = cache.epoch();
+                g.cpu().native_env = &mut env as *mut NativeEnv as usize;
                 // SAFETY: `entry` came from this tier in this cache generation (a reset follows
                 // every flush before anything new is installed), and `env` points at this
                 // vCPU, which nothing else touches until the call returns.
@@ -204,7 +206,12 @@ fn sync_generation(cache: &BlockCache, tier: &mut dyn CodeTier, tier_generation:
     }
 }
 
-/// Hand block `idx` to the compiler (in the background, or now with threshold 0).
+/// Region members must have run at least this fraction of the threshold (1/8) at tier 0:
+/// colder blocks would only add compile time.
+const WARM_SHIFT: u32 = 3;
+
+/// Hand block `idx`, with the loops through it ([`region::form`]), to the compiler (in the
+/// background, or now with threshold 0).
 fn compile<G: Guest>(
     g: &mut G,
     cache: &mut BlockCache,
@@ -214,22 +221,30 @@ fn compile<G: Guest>(
     tier_generation: &mut u64,
 ) {
     sync_generation(cache, tier, tier_generation);
-    let Some(links) = cache.link_table(idx) else {
-        return;
-    };
-    let info = CompileInfo { index: idx, links };
+    let members = region::form(cache, idx, threshold >> WARM_SHIFT);
+    let mut infos = Vec::with_capacity(members.len());
+    for &m in &members {
+        let Some(links) = cache.link_table(m) else {
+            return;
+        };
+        infos.push(CompileInfo { index: m, links });
+    }
+    let region: Vec<_> = members.iter().map(|&m| cache.get(m)).zip(infos).collect();
     if threshold == 0 {
-        match tier.compile_now(cache.get(idx), info) {
+        let entry = tier.compile_now(&region);
+        cache.set_region(idx, &members[1..]);
+        match entry {
             Some(entry) => cache.set_native(idx, entry),
             None if tier.wants_reset() => {
                 // Code memory is full: start over (the block is compiled again when next seen).
                 flush_all(g, cache);
                 sync_generation(cache, tier, tier_generation);
             }
-            None => cache.set_heat(idx, HEAT_NEVER),
+            None => cache.refuse(idx),
         }
-    } else if tier.submit(cache.get(idx), info, cache.generation()) {
+    } else if tier.submit(&region, cache.generation()) {
         cache.set_heat(idx, HEAT_PENDING);
+        cache.set_region(idx, &members[1..]);
     } else {
         cache.set_heat(idx, 0); // the queue is full: count again
     }
@@ -250,7 +265,7 @@ fn install_compiled<G: Guest>(
         }
         match entry {
             Some(e) => cache.set_native(idx, e),
-            None => cache.set_heat(idx, HEAT_NEVER),
+            None => cache.refuse(idx),
         }
     });
     if tier.wants_reset() {
@@ -279,7 +294,14 @@ fn find_or_translate<G: Guest>(g: &mut G, cache: &mut BlockCache) -> Option<u32>
                 Some((va, pa)) => g.code_phys(va) == Some(pa),
             };
             if second_page_same {
-                if !cache.needs_check(i) || code_unchanged(g, b) {
+                // A region head's code includes its members' code: all must be unchanged.
+                if !cache.needs_check(i)
+                    || (code_unchanged(g, b)
+                        && cache
+                            .region(i)
+                            .iter()
+                            .all(|&m| code_unchanged(g, cache.get(m))))
+                {
                     cache.checked(i);
                     cache.remember(i);
                     return Some(i);

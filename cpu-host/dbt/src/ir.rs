@@ -695,6 +695,19 @@ impl Op {
             Cond::GeU => Op::ExitGeU { a, b, link, target },
         }
     }
+
+    /// The constant target of a side exit.
+    pub fn exit_target(&self) -> Option<u64> {
+        match *self {
+            Op::ExitEq { target, .. }
+            | Op::ExitNe { target, .. }
+            | Op::ExitLt { target, .. }
+            | Op::ExitGe { target, .. }
+            | Op::ExitLtU { target, .. }
+            | Op::ExitGeU { target, .. } => Some(target),
+            _ => None,
+        }
+    }
 }
 
 /// How a block ends.
@@ -761,6 +774,22 @@ impl Block {
         let k = self.op_insn.get(i).copied().unwrap_or(0);
         let off = self.insn_off.get(k as usize).copied().unwrap_or(0);
         (self.pc.wrapping_add(off as u64), k as u32)
+    }
+
+    /// The constant addresses the block may continue at (side exits, then the terminator's):
+    /// the edges of the control-flow graph regions are formed from.
+    pub fn targets(&self) -> impl Iterator<Item = u64> + '_ {
+        let term = match self.term {
+            Terminator::Jump { target } => [Some(target), None],
+            Terminator::Branch {
+                taken, fallthrough, ..
+            } => [Some(taken), Some(fallthrough)],
+            _ => [None, None],
+        };
+        self.ops
+            .iter()
+            .filter_map(Op::exit_target)
+            .chain(term.into_iter().flatten())
     }
 }
 

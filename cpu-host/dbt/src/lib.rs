@@ -15,6 +15,7 @@ pub mod interp;
 pub mod ir;
 pub mod mem;
 pub mod native;
+pub mod region;
 pub mod reset_gate;
 pub mod signals;
 pub mod state;

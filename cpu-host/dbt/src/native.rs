@@ -3,8 +3,10 @@
 //! is asked for code. The core stays free of any particular code generator: the Cranelift tier
 //! lives in its own crate and implements [`CodeTier`].
 //!
-//! A compiled block is a function `fn(env: *mut NativeEnv) -> u32` (the tier's own calling
-//! convention) entered through [`CodeTier::enter`]. It keeps guest registers in host registers
+//! A compiled block is a function `fn(cpu: *mut CpuState) -> u32` (the tier's own calling
+//! convention) entered through [`CodeTier::enter`]; it finds its [`NativeEnv`] at
+//! [`CpuState::native_env`] (so hot code keeps one pointer live, not two). It keeps guest
+//! registers in host registers
 //! and writes them back to [`CpuState::regs`] before it returns or calls out. Before every
 //! callback that may trap it makes `CpuState::pc`/`icount` precise, as the interpreter does.
 //! On return, `pc` and `icount` are exact and the value says how it ended:
@@ -29,8 +31,8 @@ pub const CALL_OK: u32 = 0;
 pub const CALL_TRAPPED: u32 = 1;
 
 /// A callback from compiled code: `(env, a, b, c, d)`; it leaves its status ([`CALL_OK`],
-/// [`CALL_TRAPPED`]) in `NativeEnv::status` and its value in `NativeEnv::out`. One shape for
-/// all, so a tier needs a single register-preserving gate to reach them.
+/// [`CALL_TRAPPED`]) in `CpuState::call_status` and its value in `CpuState::call_out`. One
+/// shape for all, so a tier needs a single register-preserving gate to reach them.
 pub type Callback = extern "C" fn(*mut NativeEnv, u64, u64, u64, u64);
 
 /// What compiled code sees of its vCPU: raw pointers and callbacks at fixed offsets
@@ -47,10 +49,6 @@ pub struct NativeEnv {
     pub epoch: u64,
     /// Index of the block that returned (for [`BlockExit::Link`]).
     pub last: u64,
-    /// Value of the last callback.
-    pub out: u64,
-    /// Status of the last callback.
-    pub status: u64,
     /// The tier's gate that calls a [`Callback`] (the tier's own convention; see
     /// [`CodeTier::gate`]).
     pub gate: usize,
@@ -87,8 +85,6 @@ pub mod offsets {
     pub const ENV_PENDING: i32 = offset_of!(NativeEnv, pending) as i32;
     pub const ENV_EPOCH: i32 = offset_of!(NativeEnv, epoch) as i32;
     pub const ENV_LAST: i32 = offset_of!(NativeEnv, last) as i32;
-    pub const ENV_OUT: i32 = offset_of!(NativeEnv, out) as i32;
-    pub const ENV_STATUS: i32 = offset_of!(NativeEnv, status) as i32;
     pub const ENV_GATE: i32 = offset_of!(NativeEnv, gate) as i32;
     pub const ENV_JMP: i32 = offset_of!(NativeEnv, jmp) as i32;
     pub const ENV_LOAD_SLOW: i32 = offset_of!(NativeEnv, load_slow) as i32;
@@ -105,6 +101,9 @@ pub mod offsets {
     pub const CPU_ICOUNT: i32 = offset_of!(CpuState, icount) as i32;
     pub const CPU_REQUESTS: i32 = offset_of!(CpuState, requests) as i32;
     pub const CPU_IRQ_ENABLED: i32 = offset_of!(CpuState, irq_enabled) as i32;
+    pub const CPU_NATIVE_ENV: i32 = offset_of!(CpuState, native_env) as i32;
+    pub const CPU_CALL_STATUS: i32 = offset_of!(CpuState, call_status) as i32;
+    pub const CPU_CALL_OUT: i32 = offset_of!(CpuState, call_out) as i32;
     pub const CPU_TLB_ENTRIES: i32 = (offset_of!(CpuState, tlb) + offset_of!(Tlb, entries)) as i32;
     pub const TLB_ENTRY_SIZE: i64 = std::mem::size_of::<TlbEntry>() as i64;
     pub const TLB_READ: i32 = offset_of!(TlbEntry, read) as i32;
@@ -162,7 +161,13 @@ pub const JMP_SIZE: i64 = std::mem::size_of::<NativeJmp>() as i64;
 pub const LINK_EPOCH: i32 = std::mem::offset_of!(LinkTable, epoch) as i32;
 pub const LINK_TARGET: i32 = std::mem::offset_of!(LinkTable, target) as i32;
 
-/// What a code generator needs to compile one block.
+/// What a code generator needs to compile one block of a region.
+///
+/// A *region* (`&[(&Block, CompileInfo)]`, see [`crate::region`]) is what becomes one compiled
+/// function: its first block is the entry; an exit of any of its blocks to the start of
+/// another (or the same) block of the region is a jump inside the function, with guest
+/// registers kept in host registers; every other exit chains or returns as a lone block's
+/// would, through the link table of the block it leaves.
 #[derive(Debug, Clone, Copy)]
 pub struct CompileInfo {
     /// The block's index in its cache (stored to [`NativeEnv::last`] when it returns a link).
@@ -176,13 +181,14 @@ pub trait CodeTier {
     /// Blocks reaching this many dispatches at tier 0 are compiled (0: every block, at once,
     /// on the vCPU's thread).
     fn threshold(&self) -> u32;
-    /// Ask for `block` to be compiled in the background; `false` if the queue is full (ask
+    /// Ask for `region` to be compiled in the background; `false` if the queue is full (ask
     /// again later). The result arrives through [`CodeTier::poll`].
-    fn submit(&mut self, block: &Block, info: CompileInfo, generation: u64) -> bool;
-    /// Compile `block` now, on this thread, and return its entry (for threshold 0).
-    fn compile_now(&mut self, block: &Block, info: CompileInfo) -> Option<usize>;
+    fn submit(&mut self, region: &[(&Block, CompileInfo)], generation: u64) -> bool;
+    /// Compile `region` now, on this thread, and return its entry (for threshold 0).
+    fn compile_now(&mut self, region: &[(&Block, CompileInfo)]) -> Option<usize>;
     /// Install finished background compilations: calls `install(index, generation, entry)` for
-    /// each (`entry` `None` when it failed). Cheap when nothing is ready.
+    /// each, with the index of the region's head (`entry` `None` when it failed). Cheap when
+    /// nothing is ready.
     fn poll(&mut self, install: &mut dyn FnMut(u32, u64, Option<usize>));
     /// Whether code memory is nearly full (the caller flushes the cache, then [`CodeTier::reset`]).
     fn wants_reset(&self) -> bool;
@@ -202,8 +208,10 @@ pub trait CodeTier {
 /// Counters of a compiled tier, for `--stats`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TierStats {
-    /// Blocks compiled and installed.
+    /// Regions (functions) compiled and installed.
     pub compiled: u64,
+    /// Blocks compiled into those regions besides their heads (loop bodies compiled whole).
+    pub merged: u64,
     /// Blocks the compiler refused (they stay at tier 0).
     pub failed: u64,
     /// Time spent compiling (on compiler threads and, for threshold 0, the vCPU's).
@@ -227,8 +235,6 @@ pub fn env_for<G: Guest>(
         pending: pending as *const AtomicU64,
         epoch: 0,
         last: 0,
-        out: 0,
-        status: 0,
         gate,
         jmp,
         load_slow: load_slow::<G>,
@@ -242,55 +248,61 @@ pub fn env_for<G: Guest>(
     }
 }
 
-/// The environment and guest of a callback.
+/// The guest of a callback.
 ///
 /// Safety (all callbacks): `env` is the environment compiled code was entered with by
 /// [`CodeTier::enter`]; its `guest` came from a live `&mut G` that the run loop does not use
 /// until the compiled code returns.
-fn parts<'a, G>(env: *mut NativeEnv) -> (&'a mut NativeEnv, &'a mut G) {
-    // SAFETY: see above. `NativeEnv` and the guest are distinct objects (`env` lives on the run
-    // loop's stack, `guest` is the vCPU), so the two references do not alias.
-    unsafe {
-        let e = &mut *env;
-        let g = &mut *(e.guest as *mut G);
-        (e, g)
+fn guest_of<'a, G>(env: *mut NativeEnv) -> &'a mut G {
+    // SAFETY: see above; only this reference to the guest is in use during the callback.
+    unsafe { &mut *((*env).guest as *mut G) }
+}
+
+fn finish<G: Guest>(g: &mut G, r: Result<u64, Trapped>) {
+    let c = g.cpu();
+    match r {
+        Ok(v) => {
+            c.call_out = v;
+            c.call_status = CALL_OK as u64;
+        }
+        Err(Trapped) => c.call_status = CALL_TRAPPED as u64,
     }
 }
 
-fn finish(e: &mut NativeEnv, r: Result<u64, Trapped>) {
-    match r {
-        Ok(v) => {
-            e.out = v;
-            e.status = CALL_OK as u64;
-        }
-        Err(Trapped) => e.status = CALL_TRAPPED as u64,
-    }
+/// The vCPU state of a callback's environment.
+fn cpu_of<'a>(env: *mut NativeEnv) -> &'a mut CpuState {
+    // SAFETY: `env` is the running environment (see `guest_of`); its `cpu` is the running vCPU's
+    // state, which nothing else uses until compiled code returns.
+    unsafe { &mut *(*env).cpu }
 }
 
 extern "C" fn load_slow<G: Guest>(env: *mut NativeEnv, va: u64, size_log2: u64, _: u64, _: u64) {
-    let (e, g) = parts::<G>(env);
-    finish(e, g.load_slow(va, size_log2 as u32));
+    let g = guest_of::<G>(env);
+    let r = g.load_slow(va, size_log2 as u32);
+    finish(g, r);
 }
 
 extern "C" fn store_slow<G: Guest>(env: *mut NativeEnv, va: u64, size_log2: u64, v: u64, _: u64) {
-    let (e, g) = parts::<G>(env);
-    finish(e, g.store_slow(va, size_log2 as u32, v).map(|()| 0));
+    let g = guest_of::<G>(env);
+    let r = g.store_slow(va, size_log2 as u32, v).map(|()| 0);
+    finish(g, r);
 }
 
 extern "C" fn helper<G: Guest>(env: *mut NativeEnv, id: u64, imm: u64, a: u64, _: u64) {
-    let (e, g) = parts::<G>(env);
-    finish(e, g.helper(id as u16, imm as i64, a));
+    let g = guest_of::<G>(env);
+    let r = g.helper(id as u16, imm as i64, a);
+    finish(g, r);
 }
 
 extern "C" fn amo<G: Guest>(env: *mut NativeEnv, op: u64, va: u64, src: u64, _: u64) {
-    let (e, g) = parts::<G>(env);
+    let g = guest_of::<G>(env);
     let size_log2 = (op >> 8) as u8;
     let r = match crate::ir::AmoOp::ALL.get((op & 0xff) as usize) {
         Some(&amo_op) => interp::atomic_rmw(g, va, size_log2, amo_op, src),
         // Not produced by any code generator of ours; a guest cannot choose it.
         None => Err(Trapped),
     };
-    finish(e, r);
+    finish(g, r);
 }
 
 extern "C" fn load_reserved<G: Guest>(
@@ -300,25 +312,23 @@ extern "C" fn load_reserved<G: Guest>(
     _: u64,
     _: u64,
 ) {
-    let (e, g) = parts::<G>(env);
-    finish(e, interp::load_reserved(g, va, size_log2 as u8));
+    let g = guest_of::<G>(env);
+    let r = interp::load_reserved(g, va, size_log2 as u8);
+    finish(g, r);
 }
 
 extern "C" fn store_cond<G: Guest>(env: *mut NativeEnv, size_log2: u64, va: u64, src: u64, _: u64) {
-    let (e, g) = parts::<G>(env);
-    finish(e, interp::store_conditional(g, va, size_log2 as u8, src));
+    let g = guest_of::<G>(env);
+    let r = interp::store_conditional(g, va, size_log2 as u8, src);
+    finish(g, r);
 }
 
 extern "C" fn unop(env: *mut NativeEnv, op: u64, a: u64, _: u64, _: u64) {
-    // SAFETY: `env` is the running environment (see `parts`).
-    let e = unsafe { &mut *env };
-    e.out = UnOp::ALL.get(op as usize).map_or(0, |o| o.eval(a));
+    cpu_of(env).call_out = UnOp::ALL.get(op as usize).map_or(0, |o| o.eval(a));
 }
 
 extern "C" fn binop(env: *mut NativeEnv, op: u64, a: u64, b: u64, _: u64) {
-    // SAFETY: `env` is the running environment (see `parts`).
-    let e = unsafe { &mut *env };
-    e.out = BinOp::ALL.get(op as usize).map_or(0, |o| o.eval(a, b));
+    cpu_of(env).call_out = BinOp::ALL.get(op as usize).map_or(0, |o| o.eval(a, b));
 }
 
 /// How a compiled block's return value maps to the run loop's [`BlockExit`].

@@ -66,6 +66,13 @@ pub struct CpuState {
     pub irq_enabled: u64,
     /// Lines that end a wait-for-interrupt (pending & this ≠ 0), regardless of global enables.
     pub wake_mask: u64,
+    /// While compiled code runs: the address of its `native::NativeEnv` (compiled code is
+    /// handed only this state and finds its environment here, off its hot paths).
+    pub native_env: usize,
+    /// Status ([`crate::native::CALL_OK`], [`crate::native::CALL_TRAPPED`]) and value of the
+    /// last callback from compiled code, where the code reads them.
+    pub call_status: u64,
+    pub call_out: u64,
     pub tlb: Tlb,
     pub reservation: Reservation,
     /// Physical pages (addr >> 12) holding translated code of this vCPU, with the mask of their
@@ -95,6 +102,9 @@ impl CpuState {
             requests: 0,
             irq_enabled: 0,
             wake_mask: 0,
+            native_env: 0,
+            call_status: 0,
+            call_out: 0,
             tlb: Tlb::new(),
             reservation: Reservation::default(),
             code_pages: HashMap::default(),

@@ -148,30 +148,32 @@ impl Compiler {
         Ok(code.code_buffer().to_vec())
     }
 
-    fn compile_block(&mut self, b: &Block, info: CompileInfo) -> Result<Vec<u8>, String> {
+    fn compile_region(&mut self, region: &[(&Block, CompileInfo)]) -> Result<Vec<u8>, String> {
         let cfg = self.isa.frontend_config();
-        let func = lower::build_block(&mut self.fctx, cfg, b, info);
+        let func = lower::build_region(&mut self.fctx, cfg, region).ok_or("an empty region")?;
         if std::env::var_os("TESSERA_JIT_DISASM").is_some() {
-            eprintln!(
-                "block {:#x} ({} instructions): {:?}",
-                b.pc, b.n_insns, b.ops
-            );
+            for (b, _) in region {
+                eprintln!(
+                    "block {:#x} ({} instructions): {:?} {:?}",
+                    b.pc, b.n_insns, b.ops, b.term
+                );
+            }
         }
         self.finish(func)
     }
 
-    /// [`Compiler::compile_block`], surviving a panic inside Cranelift (a compiler bug must not
-    /// take the vCPU or the compiler thread down): the block is refused and the compiler
+    /// [`Compiler::compile_region`], surviving a panic inside Cranelift (a compiler bug must
+    /// not take the vCPU or the compiler thread down): the region is refused and the compiler
     /// rebuilt.
-    fn compile_guarded(&mut self, b: &Block, info: CompileInfo) -> Result<Vec<u8>, String> {
+    fn compile_guarded(&mut self, region: &[(&Block, CompileInfo)]) -> Result<Vec<u8>, String> {
         let r =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compile_block(b, info)));
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compile_region(region)));
         match r {
             Ok(code) => code,
             Err(_) => {
                 tracing::error!(
-                    pc = format_args!("{:#x}", b.pc),
-                    "cranelift panicked on a block"
+                    pc = format_args!("{:#x}", region.first().map_or(0, |(b, _)| b.pc)),
+                    "cranelift panicked on a region"
                 );
                 if let Ok(fresh) = Compiler::new() {
                     *self = fresh;
@@ -189,8 +191,8 @@ impl Compiler {
 }
 
 struct Job {
-    block: Block,
-    info: CompileInfo,
+    /// The region, head first.
+    region: Vec<(Block, CompileInfo)>,
     generation: u64,
     reply: Sender<Done>,
 }
@@ -198,6 +200,8 @@ struct Job {
 struct Done {
     pc: u64,
     index: u32,
+    /// Blocks in the region.
+    blocks: usize,
     generation: u64,
     code: Result<Vec<u8>, String>,
     nanos: u64,
@@ -266,16 +270,16 @@ fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>) {
             }
         };
         let start = Instant::now();
-        let code = compiler.compile_guarded(&job.block, job.info);
+        let region: Vec<_> = job.region.iter().map(|(b, i)| (b, *i)).collect();
+        let code = compiler.compile_guarded(&region);
+        let (pc, index) = job.region.first().map_or((0, 0), |(b, i)| (b.pc, i.index));
         if let Err(e) = &code {
-            tracing::debug!(
-                pc = format_args!("{:#x}", job.block.pc),
-                "not compiled: {e}"
-            );
+            tracing::debug!(pc = format_args!("{pc:#x}"), "not compiled: {e}");
         }
         let done = Done {
-            pc: job.block.pc,
-            index: job.info.index,
+            pc,
+            index,
+            blocks: job.region.len(),
             generation: job.generation,
             code,
             nanos: start.elapsed().as_nanos() as u64,
@@ -337,9 +341,10 @@ impl JitTier {
         })
     }
 
-    fn install(&mut self, code: &[u8], pc: u64) -> Option<usize> {
+    fn install(&mut self, code: &[u8], pc: u64, blocks: usize) -> Option<usize> {
         let entry = self.arena.install(code)?;
         self.stats.compiled += 1;
+        self.stats.merged += blocks.saturating_sub(1) as u64;
         self.stats.code_bytes += code.len() as u64;
         if let Some(f) = &mut self.perf_map {
             use std::io::Write;
@@ -360,13 +365,12 @@ impl CodeTier for JitTier {
         self.jit.config.threshold
     }
 
-    fn submit(&mut self, block: &Block, info: CompileInfo, generation: u64) -> bool {
+    fn submit(&mut self, region: &[(&Block, CompileInfo)], generation: u64) -> bool {
         if self.in_flight >= MAX_IN_FLIGHT {
             return false;
         }
         let job = Job {
-            block: block.clone(),
-            info,
+            region: region.iter().map(|&(b, i)| (b.clone(), i)).collect(),
             generation,
             reply: self.reply.clone(),
         };
@@ -377,17 +381,18 @@ impl CodeTier for JitTier {
         sent
     }
 
-    fn compile_now(&mut self, block: &Block, info: CompileInfo) -> Option<usize> {
+    fn compile_now(&mut self, region: &[(&Block, CompileInfo)]) -> Option<usize> {
         if self.arena.nearly_full(RESERVE) {
             return None; // `wants_reset` says so
         }
         let start = Instant::now();
-        let code = self.local.as_mut()?.compile_guarded(block, info);
+        let code = self.local.as_mut()?.compile_guarded(region);
         self.stats.compile_ns += start.elapsed().as_nanos() as u64;
+        let pc = region.first().map_or(0, |(b, _)| b.pc);
         match code {
-            Ok(code) => self.install(&code, block.pc),
+            Ok(code) => self.install(&code, pc, region.len()),
             Err(e) => {
-                tracing::debug!(pc = format_args!("{:#x}", block.pc), "not compiled: {e}");
+                tracing::debug!(pc = format_args!("{pc:#x}"), "not compiled: {e}");
                 self.stats.failed += 1;
                 None
             }
@@ -401,7 +406,7 @@ impl CodeTier for JitTier {
             match done.code {
                 Ok(code) => {
                     // When full, `wants_reset` says so; the block gets hot again afterwards.
-                    if let Some(entry) = self.install(&code, done.pc) {
+                    if let Some(entry) = self.install(&code, done.pc, done.blocks) {
                         install(done.index, done.generation, Some(entry));
                     }
                 }

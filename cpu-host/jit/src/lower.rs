@@ -1,15 +1,19 @@
-//! IR block → Cranelift function. One function per block, in Cranelift's `tail` calling
-//! convention, `fn(env) -> exit`:
+//! IR region → Cranelift function. One function per region (a hot block and the loops through
+//! it, see `tessera_dbt::region`), in Cranelift's `tail` calling convention, `fn(cpu) -> exit`
+//! (the environment is at `CpuState::native_env`, loaded only where needed):
 //!
-//! - guest register slots live in Cranelift variables (host registers) within the block: each is
-//!   loaded from `CpuState::regs` at its first use and written back, if changed, on every way
-//!   out (exits, traps) and before a guest helper (which may read or write any slot);
+//! - guest register slots live in Cranelift variables (host registers) within the function:
+//!   each is loaded from `CpuState::regs` at its first use (or, in a region with loops, the
+//!   slots its loops name once at entry) and written back, if changed, on every way out (exits,
+//!   traps) and before a guest helper (which may read or write any slot);
 //! - loads and stores probe the softmmu TLB inline; a miss calls the guest's slow path;
 //! - before any callback that may trap, `pc` and `icount` are made precise, as the interpreter
 //!   does, so a trap leaves exactly the state tier 0 would;
 //! - every chainable exit checks the request word and the signal word, then jumps straight to
 //!   the next block's code (a tail call through the block's link table) when it is compiled and
-//!   linked in the current epoch; a block that branches to itself loops in place.
+//!   linked in the current epoch; an exit to a block of the region jumps to its code in the
+//!   same function, registers kept (checking for attention on back edges, for requests on the
+//!   others).
 //!
 //! The semantics of every op are the interpreter's (`tessera_dbt::interp`), the oracle of the
 //! tier differential test.
@@ -27,8 +31,9 @@ use tessera_dbt::native::{
     CompileInfo, EXIT_INDIRECT, EXIT_LOOKUP, JMP_BITS, JMP_ENTRIES, JMP_ENTRY, JMP_EPOCH, JMP_MODE,
     JMP_PC, JMP_SIZE, LINK_EPOCH, LINK_TARGET,
 };
+use tessera_dbt::region::MAX_BLOCKS;
 use tessera_dbt::signals::ATTENTION;
-use tessera_dbt::state::{request, NUM_SLOTS};
+use tessera_dbt::state::NUM_SLOTS;
 use tessera_dbt::tlb::{PAGE_BITS, PAGE_MASK, TLB_ENTRIES};
 
 /// Where a slot's value is during compilation.
@@ -59,7 +64,8 @@ pub fn enter_signature() -> Signature {
     s
 }
 
-/// The trampoline: calls the compiled block at `entry` and returns its exit value.
+/// The trampoline: calls the compiled block at `entry` with the environment's `cpu` and returns
+/// its exit value.
 pub fn build_enter(fctx: &mut FunctionBuilderContext, cfg: TargetFrontendConfig) -> Function {
     let mut func = Function::with_name_signature(UserFuncName::user(1, 0), enter_signature());
     let mut fb = FunctionBuilder::new(&mut func, fctx);
@@ -68,8 +74,9 @@ pub fn build_enter(fctx: &mut FunctionBuilderContext, cfg: TargetFrontendConfig)
     fb.switch_to_block(entry);
     let env = fb.block_params(entry)[0];
     let target = fb.block_params(entry)[1];
+    let cpu = fb.ins().load(I64, mem(), env, ENV_CPU);
     let sig = fb.import_signature(block_signature());
-    let call = fb.ins().call_indirect(sig, target, &[env]);
+    let call = fb.ins().call_indirect(sig, target, &[cpu]);
     let exit = fb.inst_results(call)[0];
     fb.ins().return_(&[exit]);
     fb.seal_all_blocks();
@@ -79,7 +86,8 @@ pub fn build_enter(fctx: &mut FunctionBuilderContext, cfg: TargetFrontendConfig)
 
 struct Sigs {
     block: SigRef,
-    /// The gate to callbacks (`crate::gate`): (env, f, a, b, c, d), preserving every register.
+    /// The gate to callbacks (`crate::gate`): (cpu, callback offset, a, b, c, d), preserving
+    /// every register; the status and value are then in `CpuState`.
     gate: SigRef,
 }
 
@@ -94,77 +102,133 @@ fn mem() -> MemFlagsData {
     MemFlagsData::trusted()
 }
 
+type Cblock = cranelift_codegen::ir::Block;
+
+/// Back edges a region runs between two checks for attention (pending interrupts, stop): a
+/// check costs ten instructions, counting down two. Bounds the delay to this many iterations of
+/// a loop of at most `region::MAX_OPS` ops.
+const BACK_EDGE_BUDGET: i64 = 64;
+
 struct Lower<'a, 'f> {
     fb: FunctionBuilder<'f>,
+    region: &'a [(&'a Block, CompileInfo)],
+    /// The region block being lowered: its index in `region`, the block and its info.
+    cur: usize,
     b: &'a Block,
     info: CompileInfo,
-    env: Value,
     cpu: Value,
-    /// `icount` at the start of the current run of the block.
+    /// `icount` at the start of the current run of the current block.
     base: Variable,
-    /// Each slot's variable, declared when the block first names the slot.
+    /// Each slot's variable, declared when the function first names the slot.
     vars: [Option<Variable>; NUM_SLOTS],
     regs: [Reg; NUM_SLOTS],
-    header: cranelift_codegen::ir::Block,
-    /// For a block that branches to itself: the slots it names and, at the loop header, what
-    /// each holds (so the back edge keeps registers in host registers instead of memory).
-    looping: Option<Vec<(u8, Reg)>>,
+    /// Where each region block's code starts.
+    headers: Vec<Cblock>,
+    /// Per region block: the slots in variables at its header and what each holds there
+    /// (see [`live_in`]); empty for a block no internal edge reaches.
+    live: Vec<Vec<(u8, Reg)>>,
+    /// Whether some exit of the region stays in it.
+    internal: bool,
+    /// Back edges left before the next attention check (see [`Lower::internal_edge`]).
+    budget: Variable,
+    /// Whether a callback that may leave a request (a helper, an atomic, a slow path at the
+    /// block's last instruction) precedes this point of the current block: internal edges from
+    /// here check the request word. Other slow paths leave at once when they left a request.
+    called: bool,
+    /// Lowering a slow path: the blocks it makes are laid out after the hot code.
+    cold: bool,
     /// The one return of the function, `(code)`: every way out jumps here, so the epilogue
     /// exists once.
-    exit: cranelift_codegen::ir::Block,
-    /// The shared tail of chainable exits, `(link, pc)`: icount and registers are already in
-    /// memory; it checks for attention and follows or returns the link. Filled in if used.
-    chain: cranelift_codegen::ir::Block,
-    chain_used: bool,
+    exit: Cblock,
+    /// Per region block, the shared tail of its chainable exits, `(link, pc)`: icount and
+    /// registers are already in memory; it checks for attention and follows or returns the
+    /// link through that block's link table. Made when first used.
+    chains: Vec<Option<Cblock>>,
     sigs: Sigs,
 }
 
-/// The slots the looping part of block `b` names (its ops up to the last one that can branch
-/// back to the start), each with `Dirty` if some op there writes it, else `Clean`. Slots only
-/// named after that stay in memory until used: keeping them live across the loop would only add
-/// register pressure.
-fn named_slots(b: &Block) -> Vec<(u8, Reg)> {
-    let mut st = [None::<Reg>; NUM_SLOTS];
-    let mut reads = Vec::new();
-    let mut writes = Vec::new();
-    let term_loops = terminator_loops(b);
-    let last = if term_loops {
-        b.ops.len()
-    } else {
-        b.ops
-            .iter()
-            .rposition(|op| exit_target(op) == Some(b.pc))
-            .map_or(0, |i| i + 1)
-    };
-    for op in &b.ops[..last] {
-        op_slots(op, &mut reads, &mut writes);
-    }
-    if let (true, Terminator::Branch { a, b, .. }) = (term_loops, b.term) {
-        reads.extend([a, b]);
-    }
-    for s in reads {
-        st[s as usize].get_or_insert(Reg::Clean);
-    }
-    for s in writes {
-        st[s as usize] = Some(Reg::Dirty);
-    }
-    st.iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.map(|r| (i as u8, r)))
-        .collect()
+/// The index in `region` of the block starting at `pc`.
+fn member(region: &[(&Block, CompileInfo)], pc: u64) -> Option<usize> {
+    region.iter().position(|(b, _)| b.pc == pc)
 }
 
-/// The target of a side exit.
-fn exit_target(op: &Op) -> Option<u64> {
-    match *op {
-        Op::ExitEq { target, .. }
-        | Op::ExitNe { target, .. }
-        | Op::ExitLt { target, .. }
-        | Op::ExitGe { target, .. }
-        | Op::ExitLtU { target, .. }
-        | Op::ExitGeU { target, .. } => Some(target),
-        _ => None,
+/// What is in variables at each region block's header: the slots the block names before its
+/// last exit that stays in the region (what its part of a loop uses; for a block that loops to
+/// itself, before its last exit to itself: its own loop), each `Dirty` if some
+/// block of the region writes it there (an edge may bring it changed), else `Clean`. Everything
+/// else is in memory at the header: an edge into a block writes back what the block does not
+/// keep, so an inner loop carries only its own registers, not its outer loop's. Slots named
+/// after the last internal exit are loaded when used. Second: whether any exit stays inside.
+fn live_in(region: &[(&Block, CompileInfo)]) -> (Vec<Vec<(u8, Reg)>>, bool) {
+    let inside = |t: Option<u64>| t.is_some_and(|t| member(region, t).is_some());
+    let mut written = [false; NUM_SLOTS];
+    let mut named = Vec::with_capacity(region.len());
+    let mut any = false;
+    for (b, _) in region {
+        let (mut reads, mut writes) = (Vec::new(), Vec::new());
+        let term_inside = match b.term {
+            Terminator::Jump { target } => inside(Some(target)),
+            Terminator::Branch {
+                taken, fallthrough, ..
+            } => inside(Some(taken)) || inside(Some(fallthrough)),
+            _ => false,
+        };
+        let last_inside = if term_inside {
+            b.ops.len()
+        } else {
+            b.ops
+                .iter()
+                .rposition(|op| inside(op.exit_target()))
+                .map_or(0, |i| i + 1)
+        };
+        any |= term_inside || last_inside > 0;
+        // A block that loops to itself keeps what its own loop names: that loop is the
+        // innermost, the hottest; what the rest of the block names is loaded when used.
+        let self_loop = b
+            .ops
+            .iter()
+            .rposition(|op| op.exit_target() == Some(b.pc))
+            .map(|i| i + 1);
+        let term_self = match b.term {
+            Terminator::Jump { target } => target == b.pc,
+            Terminator::Branch {
+                taken, fallthrough, ..
+            } => taken == b.pc || fallthrough == b.pc,
+            _ => false,
+        };
+        let last = match (self_loop, term_self) {
+            (Some(i), false) => i,
+            _ => last_inside,
+        };
+        let term_inside = term_inside && last == b.ops.len();
+        for op in &b.ops[..last] {
+            op_slots(op, &mut reads, &mut writes);
+        }
+        if let (true, Terminator::Branch { a, b, .. }) = (term_inside, b.term) {
+            reads.extend([a, b]);
+        }
+        let mut mine = [false; NUM_SLOTS];
+        for &s in reads.iter().chain(&writes) {
+            mine[s as usize] = true;
+        }
+        for &s in &writes {
+            written[s as usize] = true;
+        }
+        named.push(mine);
     }
+    let live = named
+        .iter()
+        .map(|mine| {
+            (0..NUM_SLOTS)
+                .filter(|&s| mine[s])
+                .map(|s| {
+                    let state = if written[s] { Reg::Dirty } else { Reg::Clean };
+                    (s as u8, state)
+                })
+                .collect()
+        })
+        .collect();
+    (live, any)
 }
 
 /// The slots `op` reads and writes (helpers may touch any slot; they go through memory).
@@ -251,29 +315,34 @@ fn op_slots(op: &Op, r: &mut Vec<u8>, w: &mut Vec<u8>) {
     }
 }
 
-/// Whether `b`'s terminator can go back to its own start.
-fn terminator_loops(b: &Block) -> bool {
-    match b.term {
-        Terminator::Jump { target } => target == b.pc,
-        Terminator::Branch {
-            taken, fallthrough, ..
-        } => taken == b.pc || fallthrough == b.pc,
-        _ => false,
+/// The region blocks reachable from its head through internal edges (the others are left out:
+/// nothing could jump to their code).
+fn reachable(region: &[(&Block, CompileInfo)]) -> Vec<bool> {
+    let mut seen = vec![false; region.len()];
+    let mut work = vec![0];
+    seen[0] = true;
+    while let Some(i) = work.pop() {
+        for t in region[i].0.targets() {
+            if let Some(j) = member(region, t) {
+                if !seen[j] {
+                    seen[j] = true;
+                    work.push(j);
+                }
+            }
+        }
     }
+    seen
 }
 
-/// Whether `b` can branch to its own start (then it loops in place).
-fn loops_to_itself(b: &Block) -> bool {
-    terminator_loops(b) || b.ops.iter().any(|op| exit_target(op) == Some(b.pc))
-}
-
-/// Lower `b` to a Cranelift function.
-pub fn build_block(
+/// Lower a region (head first; at most [`MAX_BLOCKS`] blocks with distinct start addresses)
+/// to a Cranelift function. `None` for an empty region.
+pub fn build_region(
     fctx: &mut FunctionBuilderContext,
     cfg: TargetFrontendConfig,
-    b: &Block,
-    info: CompileInfo,
-) -> Function {
+    region: &[(&Block, CompileInfo)],
+) -> Option<Function> {
+    let &(b, info) = region.first()?;
+    let region = &region[..region.len().min(MAX_BLOCKS)];
     let mut func =
         Function::with_name_signature(UserFuncName::user(0, info.index), block_signature());
     let mut fb = FunctionBuilder::new(&mut func, fctx);
@@ -284,56 +353,69 @@ pub fn build_block(
     let entry = fb.create_block();
     fb.append_block_params_for_function_params(entry);
     fb.switch_to_block(entry);
-    let env = fb.block_params(entry)[0];
-    let cpu = fb.ins().load(I64, mem(), env, ENV_CPU);
+    let cpu = fb.block_params(entry)[0];
     let base = fb.declare_var(I64);
     let icount = fb.ins().load(I64, mem(), cpu, CPU_ICOUNT);
     fb.def_var(base, icount);
-    let header = fb.create_block();
+    let headers: Vec<Cblock> = region.iter().map(|_| fb.create_block()).collect();
+    let budget = fb.declare_var(I64);
+    let full = fb.ins().iconst(I64, BACK_EDGE_BUDGET);
+    fb.def_var(budget, full);
     let mut vars = [None::<Variable>; NUM_SLOTS];
-    let mut regs = [Reg::InMemory; NUM_SLOTS];
-    let looping = loops_to_itself(b).then(|| named_slots(b));
-    if let Some(named) = &looping {
-        // A loop: load what it names once, before the first run; the back edge keeps them.
-        for &(s, state) in named {
+    let (live, internal) = live_in(region);
+    if internal {
+        // Loops: load what the head keeps once, before the first run; edges keep them.
+        for &(s, _) in &live[0] {
             let v = fb.ins().load(I64, mem(), cpu, CPU_REGS + 8 * s as i32);
             let var = *vars[s as usize].get_or_insert_with(|| fb.declare_var(I64));
             fb.def_var(var, v);
-            regs[s as usize] = state;
         }
     }
-    fb.ins().jump(header, &[]);
-    fb.switch_to_block(header);
+    fb.ins().jump(headers[0], &[]);
     let exit = fb.create_block();
     fb.append_block_param(exit, I32);
-    let chain = fb.create_block();
-    fb.append_block_param(chain, I64);
-    fb.append_block_param(chain, I64);
     fb.set_cold_block(exit);
     let mut l = Lower {
         fb,
+        region,
+        cur: 0,
         b,
         info,
-        env,
         cpu,
         base,
         vars,
-        regs,
-        header,
-        looping,
+        regs: [Reg::InMemory; NUM_SLOTS],
+        headers,
+        live,
+        internal,
+        budget,
+        called: false,
+        cold: false,
         exit,
-        chain,
-        chain_used: false,
+        chains: vec![None; region.len()],
         sigs,
     };
-    for (i, op) in b.ops.iter().enumerate() {
-        l.op(i, *op);
+    let reachable = reachable(region);
+    for (k, &(b, info)) in region.iter().enumerate() {
+        if !reachable[k] || member(region, b.pc) != Some(k) {
+            continue;
+        }
+        (l.cur, l.b, l.info) = (k, b, info);
+        l.fb.switch_to_block(l.headers[k]);
+        l.regs = [Reg::InMemory; NUM_SLOTS];
+        l.called = false; // every edge into a block checked what it had to
+        for &(s, state) in l.live[k].iter().filter(|_| l.internal) {
+            l.regs[s as usize] = state;
+        }
+        for (i, op) in b.ops.iter().enumerate() {
+            l.op(i, *op);
+        }
+        l.terminator();
     }
-    l.terminator();
     l.shared_tails();
     l.fb.seal_all_blocks();
     l.fb.finalize(cfg);
-    func
+    Some(func)
 }
 
 impl Lower<'_, '_> {
@@ -414,12 +496,28 @@ impl Lower<'_, '_> {
         self.fb.ins().jump(self.exit, &[v.into()]);
     }
 
+    /// The current block's chain tail (see [`Lower::chains`]).
+    fn chain(&mut self) -> Cblock {
+        if let Some(c) = self.chains[self.cur] {
+            return c;
+        }
+        let c = self.fb.create_block();
+        self.fb.append_block_param(c, I64);
+        self.fb.append_block_param(c, I64);
+        self.chains[self.cur] = Some(c);
+        c
+    }
+
     /// The shared return and chain tails, after everything that jumps to them.
     fn shared_tails(&mut self) {
-        if self.chain_used {
-            self.fb.switch_to_block(self.chain);
-            let link = self.fb.block_params(self.chain)[0];
-            let pc = self.fb.block_params(self.chain)[1];
+        for k in 0..self.chains.len() {
+            let Some(chain) = self.chains[k] else {
+                continue;
+            };
+            self.info = self.region[k].1;
+            self.fb.switch_to_block(chain);
+            let link = self.fb.block_params(chain)[0];
+            let pc = self.fb.block_params(chain)[1];
             let (stop, go) = self.attention_check();
             self.fb.switch_to_block(stop);
             self.fb.ins().store(mem(), pc, self.cpu, CPU_PC);
@@ -427,7 +525,8 @@ impl Lower<'_, '_> {
             self.fb.switch_to_block(go);
             let table = self.fb.ins().iconst(I64, self.info.links as i64);
             let epoch = self.fb.ins().load(I64, mem(), table, LINK_EPOCH);
-            let current = self.fb.ins().load(I64, mem(), self.env, ENV_EPOCH);
+            let env = self.env();
+            let current = self.fb.ins().load(I64, mem(), env, ENV_EPOCH);
             let off = self.fb.ins().ishl_imm_s(link, 3);
             let slot = self.fb.ins().iadd(table, off);
             let next = self.fb.ins().load(I64, mem(), slot, LINK_TARGET);
@@ -438,14 +537,14 @@ impl Lower<'_, '_> {
             let back = self.fb.create_block();
             self.fb.ins().brif(follow, follow_b, &[], back, &[]);
             self.fb.switch_to_block(follow_b);
-            let env = self.env;
+            let cpu = self.cpu;
             self.fb
                 .ins()
-                .return_call_indirect(self.sigs.block, next, &[env]);
+                .return_call_indirect(self.sigs.block, next, &[cpu]);
             self.fb.switch_to_block(back);
             self.fb.ins().store(mem(), pc, self.cpu, CPU_PC);
             let idx = self.fb.ins().iconst(I64, self.info.index as i64);
-            self.fb.ins().store(mem(), idx, self.env, ENV_LAST);
+            self.fb.ins().store(mem(), idx, env, ENV_LAST);
             let code = self.fb.ins().ireduce(I32, link);
             self.fb.ins().jump(self.exit, &[code.into()]);
         }
@@ -460,6 +559,9 @@ impl Lower<'_, '_> {
     /// [`Lower::write_back`]), so the way out is the shared return: no code per call site.
     fn check_status(&mut self, status: Value) {
         let ok = self.fb.create_block();
+        if self.cold {
+            self.fb.set_cold_block(ok);
+        }
         let lookup = self.fb.ins().iconst(I32, EXIT_LOOKUP as i64);
         self.fb
             .ins()
@@ -468,12 +570,35 @@ impl Lower<'_, '_> {
     }
 
     /// A callback that may trap, for op `i`: make pc/icount precise, store changed slots, call,
-    /// and leave through the shared return if it trapped. Its value is then at `ENV_OUT`.
-    fn call_may_trap(&mut self, i: usize, fn_off: i32, args: &[Value]) {
+    /// and leave through the shared return if it trapped. Returns its value.
+    fn call_may_trap(&mut self, i: usize, fn_off: i32, args: &[Value]) -> Value {
         self.sync(i);
         self.store_dirty();
-        let status = self.call(fn_off, args);
+        let (status, out) = self.call(fn_off, args);
         self.check_status(status);
+        out
+    }
+
+    /// After a slow path of op `i` (a cold path): if the callback left a request (a write to
+    /// code, an MMIO access that wants boundary work), leave after the instruction, precisely,
+    /// so the fast paths need no request checks. Continues in `join` otherwise. At the block's
+    /// last instruction there is no address to leave for: the next edge checks instead.
+    fn leave_on_request(&mut self, i: usize, join: Cblock) {
+        let (_, k) = self.b.insn_of_op(i);
+        let Some(&next_off) = self.b.insn_off.get(k as usize + 1) else {
+            self.called = true;
+            self.fb.ins().jump(join, &[]);
+            return;
+        };
+        let req = self.fb.ins().load(I32, mem(), self.cpu, CPU_REQUESTS);
+        let stop = self.fb.create_block();
+        self.fb.set_cold_block(stop);
+        self.fb.ins().brif(req, stop, &[], join, &[]);
+        let next_pc = self.b.pc.wrapping_add(next_off as u64);
+        self.side(stop, |l| {
+            l.retire(k as u64 + 1, Some(next_pc));
+            l.ret(EXIT_LOOKUP);
+        });
     }
 
     /// Store every changed slot, leaving them marked changed: for a call that may trap, on a
@@ -492,21 +617,25 @@ impl Lower<'_, '_> {
     }
 
     /// Call the callback at `fn_off` of the environment with up to four arguments, through
-    /// the gate; returns its status (its value is then at `ENV_OUT`).
-    fn call(&mut self, fn_off: i32, args: &[Value]) -> Value {
-        let gate = self.fb.ins().load(I64, mem(), self.env, ENV_GATE);
-        let f = self.fb.ins().load(I64, mem(), self.env, fn_off);
+    /// the gate (`crate::gate`; its address is fixed for the process); returns its (status,
+    /// value).
+    fn call(&mut self, fn_off: i32, args: &[Value]) -> (Value, Value) {
+        let gate = self.fb.ins().iconst(I64, crate::gate::address() as i64);
+        let f = self.fb.ins().iconst(I64, fn_off as i64);
         let zero = self.fb.ins().iconst(I64, 0);
-        let mut all = [self.env, f, zero, zero, zero, zero];
+        let mut all = [self.cpu, f, zero, zero, zero, zero];
         for (slot, a) in all[2..].iter_mut().zip(args) {
             *slot = *a;
         }
         self.fb.ins().call_indirect(self.sigs.gate, gate, &all);
-        self.fb.ins().load(I64, mem(), self.env, ENV_STATUS)
+        let status = self.fb.ins().load(I64, mem(), self.cpu, CPU_CALL_STATUS);
+        let out = self.fb.ins().load(I64, mem(), self.cpu, CPU_CALL_OUT);
+        (status, out)
     }
 
-    fn out_value(&mut self) -> Value {
-        self.fb.ins().load(I64, mem(), self.env, ENV_OUT)
+    /// The environment (at `CpuState::native_env`; not kept live, hot paths do not need it).
+    fn env(&mut self) -> Value {
+        self.fb.ins().load(I64, mem(), self.cpu, CPU_NATIVE_ENV)
     }
 
     // ---- exits ---------------------------------------------------------------------------
@@ -515,9 +644,9 @@ impl Lower<'_, '_> {
     /// run retired: write back, make pc/icount exact, check for attention, then loop (target is
     /// this block), chain (target compiled and linked) or return the link.
     fn link_exit(&mut self, count: u64, link: u8, target: u64) {
-        if target == self.b.pc {
-            if let Some(named) = self.looping.clone() {
-                self.loop_back(count, &named);
+        if self.internal {
+            if let Some(j) = member(self.region, target) {
+                self.internal_edge(count, j, target);
                 return;
             }
         }
@@ -525,8 +654,8 @@ impl Lower<'_, '_> {
         self.retire(count, None);
         let t = self.fb.ins().iconst(I64, target as i64);
         let l = self.fb.ins().iconst(I64, link as i64);
-        self.chain_used = true;
-        self.fb.ins().jump(self.chain, &[l.into(), t.into()]);
+        let chain = self.chain();
+        self.fb.ins().jump(chain, &[l.into(), t.into()]);
     }
 
     /// Continue at `target` (pc, icount and registers are in memory): straight to its code when
@@ -539,12 +668,13 @@ impl Lower<'_, '_> {
         let h = self.fb.ins().bxor(s1, s2);
         let h = self.fb.ins().band_imm_s(h, (JMP_ENTRIES - 1) as i64);
         let off = self.fb.ins().imul_imm_s(h, JMP_SIZE);
-        let table = self.fb.ins().load(I64, mem(), self.env, ENV_JMP);
+        let env = self.env();
+        let table = self.fb.ins().load(I64, mem(), env, ENV_JMP);
         let e = self.fb.ins().iadd(table, off);
         let pc = self.fb.ins().load(I64, mem(), e, JMP_PC);
         let epoch = self.fb.ins().load(I64, mem(), e, JMP_EPOCH);
         let mode = self.fb.ins().load(I64, mem(), e, JMP_MODE);
-        let current = self.fb.ins().load(I64, mem(), self.env, ENV_EPOCH);
+        let current = self.fb.ins().load(I64, mem(), env, ENV_EPOCH);
         let same_pc = self.fb.ins().icmp(IntCC::Equal, pc, target);
         let same_epoch = self.fb.ins().icmp(IntCC::Equal, epoch, current);
         let same_mode = self
@@ -558,39 +688,93 @@ impl Lower<'_, '_> {
         self.fb.ins().brif(hit, go, &[], miss, &[]);
         self.fb.switch_to_block(go);
         let entry = self.fb.ins().load(I64, mem(), e, JMP_ENTRY);
-        let env = self.env;
+        let cpu = self.cpu;
         self.fb
             .ins()
-            .return_call_indirect(self.sigs.block, entry, &[env]);
+            .return_call_indirect(self.sigs.block, entry, &[cpu]);
         self.fb.switch_to_block(miss);
         self.ret(EXIT_INDIRECT);
     }
 
-    /// The back edge of a block that loops to itself: unless the run loop has work, run again
-    /// with registers where the loop header expects them (nothing written back).
-    fn loop_back(&mut self, count: u64, named: &[(u8, Reg)]) {
+    /// An exit to block `j` of the region (starting at `target`), after `count` instructions of
+    /// this run: unless the run loop has work, go to its code with registers where its header
+    /// expects them (nothing written back).
+    ///
+    /// After a callback that may have left a request (`called`), the request word is checked
+    /// first, as between tier-0 blocks. Every loop in the region has an edge to a block not
+    /// after its source in region order (a back edge); those count down a budget and check for
+    /// attention (pending interrupts, stop, requests) when it runs out, so no loop runs
+    /// unchecked for long.
+    fn internal_edge(&mut self, count: u64, j: usize, target: u64) {
         let ic = self.icount_plus(count);
-        let (stop, go) = self.attention_check();
-        let pc = self.b.pc;
-        self.side(stop, |l| {
-            l.retire(count, Some(pc));
-            l.ret(EXIT_LOOKUP);
-        });
-        self.fb.switch_to_block(go);
-        for &(s, _) in named {
+        let leave = |l: &mut Self, stop: Cblock| {
+            l.side(stop, |l| {
+                l.retire(count, Some(target));
+                l.ret(EXIT_LOOKUP);
+            });
+        };
+        if self.called {
+            let (stop, go) = self.request_check();
+            leave(self, stop);
+            self.fb.switch_to_block(go);
+        }
+        if j <= self.cur {
+            let left = self.fb.use_var(self.budget);
+            let left = self.fb.ins().iadd_imm_s(left, -1);
+            self.fb.def_var(self.budget, left);
+            let check = self.fb.create_block();
+            let cont = self.fb.create_block();
+            self.fb.set_cold_block(check);
+            self.fb.ins().brif(left, cont, &[], check, &[]);
+            self.fb.switch_to_block(check);
+            let (stop, go) = self.attention_check();
+            leave(self, stop);
+            self.fb.switch_to_block(go);
+            let full = self.fb.ins().iconst(I64, BACK_EDGE_BUDGET);
+            self.fb.def_var(self.budget, full);
+            self.fb.ins().jump(cont, &[]);
+            self.fb.switch_to_block(cont);
+        }
+        // Registers as block j's header has them: what it does not keep goes back to memory,
+        // what it keeps and is not in a variable (after a helper, or not named here) is loaded.
+        let mut keep = [false; NUM_SLOTS];
+        for &(s, _) in &self.live[j] {
+            keep[s as usize] = true;
+        }
+        for (s, kept) in keep.iter().enumerate() {
+            if self.regs[s] == Reg::Dirty && !kept {
+                let var = self.var(s as u8);
+                let v = self.fb.use_var(var);
+                self.fb
+                    .ins()
+                    .store(mem(), v, self.cpu, CPU_REGS + 8 * s as i32);
+            }
+        }
+        for (s, _) in self.live[j].clone() {
             if self.regs[s as usize] == Reg::InMemory {
-                self.get(s); // after a helper: back into its variable
+                self.get(s);
             }
         }
         self.fb.def_var(self.base, ic);
-        self.fb.ins().jump(self.header, &[]);
+        self.fb.ins().jump(self.headers[j], &[]);
+    }
+
+    /// Test the request word only: returns (stop, go) as [`Lower::attention_check`].
+    fn request_check(&mut self) -> (Cblock, Cblock) {
+        let req = self.fb.ins().load(I32, mem(), self.cpu, CPU_REQUESTS);
+        let stop = self.fb.create_block();
+        let go = self.fb.create_block();
+        self.fb.set_cold_block(stop);
+        self.fb.ins().brif(req, stop, &[], go, &[]);
+        (stop, go)
     }
 
     /// Test whether the run loop has work (requests, enabled pending interrupts, stop/pause):
     /// returns the (cold) block taken when it has, and the block to continue in otherwise.
-    fn attention_check(&mut self) -> (cranelift_codegen::ir::Block, cranelift_codegen::ir::Block) {
+    fn attention_check(&mut self) -> (Cblock, Cblock) {
         let req = self.fb.ins().load(I32, mem(), self.cpu, CPU_REQUESTS);
-        let word = self.fb.ins().load(I64, mem(), self.env, ENV_PENDING);
+        let env = self.env();
+        let word = self.fb.ins().load(I64, mem(), env, ENV_PENDING);
         let pending = self.fb.ins().load(I64, mem(), word, 0);
         let enabled = self.fb.ins().load(I64, mem(), self.cpu, CPU_IRQ_ENABLED);
         let wanted = self.fb.ins().bor_imm_s(enabled, ATTENTION as i64);
@@ -712,15 +896,23 @@ impl Lower<'_, '_> {
         self.fb.ins().jump(join, &[v.into()]);
         // Slow path: the guest's load (MMIO, refill, fault).
         self.fb.switch_to_block(slow);
+        self.cold = true;
         let size = self.fb.ins().iconst(I64, lg as i64);
-        self.call_may_trap(i, ENV_LOAD_SLOW, &[va, size]);
-        let raw = self.out_value();
+        let raw = self.call_may_trap(i, ENV_LOAD_SLOW, &[va, size]);
         let v = if signed && lg < 3 {
             self.sext_from(raw, lg)
         } else {
             raw
         };
+        let done = self.fb.create_block();
+        self.fb.set_cold_block(done);
+        let saved = self.regs;
+        self.set(d, v); // leaving here writes the loaded value back
+        self.leave_on_request(i, done);
+        self.regs = saved;
+        self.fb.switch_to_block(done);
         self.fb.ins().jump(join, &[v.into()]);
+        self.cold = false;
         self.fb.switch_to_block(join);
         self.set(d, jv);
     }
@@ -749,24 +941,12 @@ impl Lower<'_, '_> {
         let join = self.fb.create_block();
         self.fb.ins().jump(join, &[]);
         self.fb.switch_to_block(slow);
+        self.cold = true;
         let size = self.fb.ins().iconst(I64, lg as i64);
         self.call_may_trap(i, ENV_STORE_SLOW, &[va, size, v]);
-        // The store may have written code of this very block: stop after it.
-        let (_, k) = self.b.insn_of_op(i);
-        if let Some(&next_off) = self.b.insn_off.get(k as usize + 1) {
-            let req = self.fb.ins().load(I32, mem(), self.cpu, CPU_REQUESTS);
-            let smc = self.fb.ins().band_imm_s(req, request::SMC as i64);
-            let stop = self.fb.create_block();
-            self.fb.set_cold_block(stop);
-            self.fb.ins().brif(smc, stop, &[], join, &[]);
-            let next_pc = self.b.pc.wrapping_add(next_off as u64);
-            self.side(stop, |l| {
-                l.retire(k as u64 + 1, Some(next_pc));
-                l.ret(EXIT_LOOKUP);
-            });
-        } else {
-            self.fb.ins().jump(join, &[]);
-        }
+        // The store may have written code of this very block (a request): stop after it.
+        self.leave_on_request(i, join);
+        self.cold = false;
         self.fb.switch_to_block(join);
     }
 
@@ -908,22 +1088,22 @@ impl Lower<'_, '_> {
                     .fb
                     .ins()
                     .iconst(I64, (op as u8 as i64) | (size_log2 as i64) << 8);
-                self.call_may_trap(i, ENV_AMO, &[code, va, src]);
-                let v = self.out_value();
+                let v = self.call_may_trap(i, ENV_AMO, &[code, va, src]);
+                self.called = true;
                 self.set(d, v);
             }
             Op::LoadReserved { size_log2, d, a } => {
                 let va = self.get(a);
                 let size = self.fb.ins().iconst(I64, size_log2 as i64);
-                self.call_may_trap(i, ENV_LOAD_RESERVED, &[size, va]);
-                let v = self.out_value();
+                let v = self.call_may_trap(i, ENV_LOAD_RESERVED, &[size, va]);
+                self.called = true;
                 self.set(d, v);
             }
             Op::StoreCond { size_log2, d, a, s } => {
                 let (va, src) = (self.get(a), self.get(s));
                 let size = self.fb.ins().iconst(I64, size_log2 as i64);
-                self.call_may_trap(i, ENV_STORE_COND, &[size, va, src]);
-                let v = self.out_value();
+                let v = self.call_may_trap(i, ENV_STORE_COND, &[size, va, src]);
+                self.called = true;
                 self.set(d, v);
             }
             Op::Fence => {
@@ -942,10 +1122,10 @@ impl Lower<'_, '_> {
                 self.write_back();
                 let idv = self.fb.ins().iconst(I64, id as i64);
                 let immv = self.fb.ins().iconst(I64, imm);
-                let st = self.call(ENV_HELPER, &[idv, immv, av]);
+                let (st, v) = self.call(ENV_HELPER, &[idv, immv, av]);
                 self.regs = [Reg::InMemory; NUM_SLOTS];
+                self.called = true;
                 self.check_status(st);
-                let v = self.out_value();
                 self.set(d, v);
             }
         }
@@ -1043,8 +1223,7 @@ impl Lower<'_, '_> {
 
     fn call_unop(&mut self, op: UnOp, x: Value) -> Value {
         let o = self.fb.ins().iconst(I64, op as u8 as i64);
-        self.call(ENV_UNOP, &[o, x]);
-        self.out_value()
+        self.call(ENV_UNOP, &[o, x]).1
     }
 
     fn unary(&mut self, op: UnOp, x: Value) -> Value {
@@ -1152,8 +1331,7 @@ impl Lower<'_, '_> {
             }
             BinOp::ClMul | BinOp::ClMulH | BinOp::ClMulR => {
                 let o = self.fb.ins().iconst(I64, op as u8 as i64);
-                self.call(ENV_BINOP, &[o, x, y]);
-                self.out_value()
+                self.call(ENV_BINOP, &[o, x, y]).1
             }
         }
     }
