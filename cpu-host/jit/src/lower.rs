@@ -846,9 +846,18 @@ impl Lower<'_, '_> {
 
     /// The TLB entry for `va`: its address (the tag and addend are at fixed offsets from it).
     fn tlb_entry(&mut self, va: Value) -> Value {
-        let page = self.fb.ins().ushr_imm_s(va, PAGE_BITS as i64);
-        let idx = self.fb.ins().band_imm_s(page, (TLB_ENTRIES - 1) as i64);
-        let off = self.fb.ins().imul_imm_s(idx, TLB_ENTRY_SIZE);
+        let size_log2 = TLB_ENTRY_SIZE.trailing_zeros();
+        let off = if (TLB_ENTRY_SIZE as u64).is_power_of_two() && size_log2 <= PAGE_BITS {
+            // ((va >> PAGE_BITS) & (N - 1)) * size in two instructions instead of three.
+            let shifted = self.fb.ins().ushr_imm_s(va, (PAGE_BITS - size_log2) as i64);
+            self.fb
+                .ins()
+                .band_imm_s(shifted, ((TLB_ENTRIES - 1) as i64) << size_log2)
+        } else {
+            let page = self.fb.ins().ushr_imm_s(va, PAGE_BITS as i64);
+            let idx = self.fb.ins().band_imm_s(page, (TLB_ENTRIES - 1) as i64);
+            self.fb.ins().imul_imm_s(idx, TLB_ENTRY_SIZE)
+        };
         self.fb.ins().iadd(self.cpu, off)
     }
 
