@@ -26,6 +26,20 @@ pub enum Cond {
 }
 
 impl Cond {
+    /// The condition that holds exactly when this one does not.
+    pub fn negate(self) -> Cond {
+        match self {
+            Cond::Eq => Cond::Ne,
+            Cond::Ne => Cond::Eq,
+            Cond::Lt => Cond::Ge,
+            Cond::Ge => Cond::Lt,
+            Cond::LtU => Cond::GeU,
+            Cond::GeU => Cond::LtU,
+        }
+    }
+}
+
+impl Cond {
     #[inline(always)]
     pub fn eval(self, a: u64, b: u64) -> bool {
         match self {

@@ -728,6 +728,7 @@ impl Lower<'_, '_> {
             self.fb.ins().brif(left, cont, &[], check, &[]);
             self.fb.switch_to_block(check);
             let (stop, go) = self.attention_check();
+            self.fb.set_cold_block(go); // still the rare path: out of the loop's way
             leave(self, stop);
             self.fb.switch_to_block(go);
             let full = self.fb.ins().iconst(I64, BACK_EDGE_BUDGET);
@@ -799,10 +800,17 @@ impl Lower<'_, '_> {
                 taken,
                 fallthrough,
             } => {
-                let c = self.cond(cond, a, b);
                 let t = self.fb.create_block();
                 let f = self.fb.create_block();
-                self.fb.ins().brif(c, t, &[], f, &[]);
+                // The fall-through (laid out next) is the not-taken side, unless only the taken
+                // side stays in the region (see `side_exit`).
+                if self.stays_inside(taken) && !self.stays_inside(fallthrough) {
+                    let c = self.cond(cond.negate(), a, b);
+                    self.fb.ins().brif(c, f, &[], t, &[]);
+                } else {
+                    let c = self.cond(cond, a, b);
+                    self.fb.ins().brif(c, t, &[], f, &[]);
+                }
                 self.side(t, |l| l.link_exit(n, 0, taken));
                 self.fb.switch_to_block(f);
                 self.link_exit(n, 1, fallthrough);
@@ -1140,12 +1148,25 @@ impl Lower<'_, '_> {
         }
     }
 
+    /// Whether an exit to `target` stays in the region (a jump inside the function).
+    fn stays_inside(&self, target: u64) -> bool {
+        self.internal && member(self.region, target).is_some()
+    }
+
     fn side_exit(&mut self, i: usize, cond: Cond, a: u8, b: u8, link: u8, target: u64) {
-        let c = self.cond(cond, a, b);
         let (_, k) = self.b.insn_of_op(i);
         let taken = self.fb.create_block();
         let stay = self.fb.create_block();
-        self.fb.ins().brif(c, taken, &[], stay, &[]);
+        // Cranelift lays a branch's second successor out right after it. A side exit usually
+        // leaves (the block goes on); one that stays in the region is usually a loop going
+        // round again: then that is the fall-through.
+        if self.stays_inside(target) {
+            let c = self.cond(cond.negate(), a, b);
+            self.fb.ins().brif(c, stay, &[], taken, &[]);
+        } else {
+            let c = self.cond(cond, a, b);
+            self.fb.ins().brif(c, taken, &[], stay, &[]);
+        }
         self.side(taken, |l| l.link_exit(k as u64 + 1, link, target));
         self.fb.switch_to_block(stay);
     }
