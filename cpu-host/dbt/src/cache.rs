@@ -424,10 +424,24 @@ impl BlockCache {
         }
     }
 
-    /// Address of block `idx`'s link table (made on first use; stable until a flush).
+    /// Address of block `idx`'s link table (made on first use, with the links the block already
+    /// has in this epoch; stable until a flush).
     pub fn link_table(&mut self, idx: u32) -> Option<usize> {
-        let t = self.tables.get_mut(idx as usize)?;
-        let t = t.get_or_insert_with(Box::default);
+        if self.tables.get(idx as usize)?.is_none() {
+            let mut t = Box::new(LinkTable {
+                epoch: self.epoch,
+                ..LinkTable::default()
+            });
+            for n in 0..MAX_LINKS {
+                // Links made at tier 0 before the block was compiled: without these, its code
+                // would return at every exit whose link the run loop already follows.
+                if let Some(to) = self.link(idx, n as u8) {
+                    t.target[n] = self.native(to).unwrap_or(0) as u64;
+                }
+            }
+            self.tables[idx as usize] = Some(t);
+        }
+        let t = self.tables.get(idx as usize)?.as_ref()?;
         Some(t.as_ref() as *const LinkTable as usize)
     }
 
@@ -642,6 +656,12 @@ mod tests {
             // SAFETY: the table is boxed in the cache and alive; read only here.
             unsafe { ((*p).epoch, (*p).target) }
         };
+        // A link made at tier 0, before `d` has a table: the table starts with it.
+        let (d, _) = c.insert(block(0x3000, 0x8000_3000, 4));
+        let (e, _) = c.insert(block(0x4000, 0x8000_4000, 4));
+        c.set_native(e, 0xe000);
+        c.set_link(d, 0, e);
+        assert_eq!(table(&mut c, d), (c.epoch(), [0xe000, 0, 0, 0, 0, 0]));
         let _ = table(&mut c, a); // `a` is handed to a compiler: it has a table now
         c.set_link(a, 0, b);
         assert_eq!(
