@@ -129,6 +129,8 @@ struct Lower<'a, 'f> {
     live: Vec<Vec<(u8, Reg)>>,
     /// Whether some exit of the region stays in it.
     internal: bool,
+    /// For each block, the copy its exits to itself go to (see [`unrolled`]).
+    twin: Vec<Option<usize>>,
     /// Back edges left before the next attention check (see [`Lower::internal_edge`]).
     budget: Variable,
     /// Whether a callback that may leave a request (a helper, an atomic, a slow path at the
@@ -315,15 +317,63 @@ fn op_slots(op: &Op, r: &mut Vec<u8>, w: &mut Vec<u8>) {
     }
 }
 
+/// The block of the region an exit of block `from` to `target` goes to: the first with that
+/// address, except that a block's exit to itself goes to its next copy (an unrolled loop runs
+/// its copies in turn, the last going back to the first).
+fn edge_target(
+    region: &[(&Block, CompileInfo)],
+    next_copy: &[Option<usize>],
+    from: usize,
+    target: u64,
+) -> Option<usize> {
+    match next_copy.get(from).copied().flatten() {
+        Some(t) if region[from].0.pc == target => Some(t),
+        _ => member(region, target),
+    }
+}
+
+/// Blocks that loop to themselves are unrolled (compiled several times over, each copy going
+/// round into the next): fewer back edges, so less budget counting and fewer jumps back. Copies
+/// by block size in ops: (at most, copies).
+const UNROLL: [(usize, usize); 2] = [(24, 4), (64, 2)];
+
+/// The region with the copies of its small self-looping blocks appended, and for each block
+/// the copy its exits to itself go to.
+fn unrolled<'a>(
+    region: &[(&'a Block, CompileInfo)],
+) -> (Vec<(&'a Block, CompileInfo)>, Vec<Option<usize>>) {
+    let mut ext = region.to_vec();
+    let mut next_copy = vec![None; region.len()];
+    for (k, &(b, info)) in region.iter().enumerate() {
+        let loops = b.targets().any(|t| t == b.pc);
+        let copies = UNROLL
+            .iter()
+            .find(|&&(ops, _)| b.ops.len() <= ops)
+            .map_or(1, |&(_, n)| n);
+        if !loops || copies < 2 || member(region, b.pc) != Some(k) {
+            continue;
+        }
+        let mut prev = k;
+        for _ in 1..copies {
+            next_copy[prev] = Some(ext.len());
+            prev = ext.len();
+            next_copy.push(None);
+            ext.push((b, info));
+        }
+        next_copy[prev] = Some(k);
+    }
+    (ext, next_copy)
+}
+
 /// The region blocks reachable from its head through internal edges (the others are left out:
 /// nothing could jump to their code).
-fn reachable(region: &[(&Block, CompileInfo)]) -> Vec<bool> {
+fn reachable(region: &[(&Block, CompileInfo)], twin: &[Option<usize>]) -> Vec<bool> {
     let mut seen = vec![false; region.len()];
     let mut work = vec![0];
     seen[0] = true;
     while let Some(i) = work.pop() {
         for t in region[i].0.targets() {
-            if let Some(j) = member(region, t) {
+            if let Some(j) = edge_target(region, twin, i, t) {
                 if !seen[j] {
                     seen[j] = true;
                     work.push(j);
@@ -343,6 +393,23 @@ pub fn build_region(
 ) -> Option<Function> {
     let &(b, info) = region.first()?;
     let region = &region[..region.len().min(MAX_BLOCKS)];
+    let (live, internal) = live_in(region);
+    let (ext, twin) = unrolled(region);
+    let region = &ext[..];
+    // A copy keeps what its original keeps (copies come after every original).
+    let originals = live.len();
+    let live: Vec<_> = region
+        .iter()
+        .enumerate()
+        .map(|(k, (b, _))| {
+            let original = if k < originals {
+                k
+            } else {
+                member(region, b.pc).unwrap_or(0)
+            };
+            live[original].clone()
+        })
+        .collect();
     let mut func =
         Function::with_name_signature(UserFuncName::user(0, info.index), block_signature());
     let mut fb = FunctionBuilder::new(&mut func, fctx);
@@ -362,7 +429,6 @@ pub fn build_region(
     let full = fb.ins().iconst(I64, BACK_EDGE_BUDGET);
     fb.def_var(budget, full);
     let mut vars = [None::<Variable>; NUM_SLOTS];
-    let (live, internal) = live_in(region);
     if internal {
         // Loops: load what the head keeps once, before the first run; edges keep them.
         for &(s, _) in &live[0] {
@@ -388,6 +454,7 @@ pub fn build_region(
         headers,
         live,
         internal,
+        twin: twin.clone(),
         budget,
         called: false,
         cold: false,
@@ -395,9 +462,10 @@ pub fn build_region(
         chains: vec![None; region.len()],
         sigs,
     };
-    let reachable = reachable(region);
+    let reachable = reachable(region, &twin);
     for (k, &(b, info)) in region.iter().enumerate() {
-        if !reachable[k] || member(region, b.pc) != Some(k) {
+        let copy = k >= originals;
+        if !reachable[k] || (!copy && member(region, b.pc) != Some(k)) {
             continue;
         }
         (l.cur, l.b, l.info) = (k, b, info);
@@ -645,7 +713,7 @@ impl Lower<'_, '_> {
     /// this block), chain (target compiled and linked) or return the link.
     fn link_exit(&mut self, count: u64, link: u8, target: u64) {
         if self.internal {
-            if let Some(j) = member(self.region, target) {
+            if let Some(j) = edge_target(self.region, &self.twin, self.cur, target) {
                 self.internal_edge(count, j, target);
                 return;
             }
