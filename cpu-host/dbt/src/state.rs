@@ -39,6 +39,9 @@ pub mod request {
     /// The translation of the virtual pages in `CpuState::remap_pages` changed (a fence for one
     /// address): like [`REMAP`], for those pages only.
     pub const REMAP_PAGES: u32 = 1 << 6;
+    /// Data TLB entries were dropped ([`super::CpuState::flush_tlb`]): nothing for the run loop
+    /// to do, but compiled code that remembers translations of its own stops at once.
+    pub const TLB_FLUSHED: u32 = 1 << 7;
 }
 
 /// A load reservation (LR/SC, load-exclusive).
@@ -111,6 +114,18 @@ impl CpuState {
             smc_writes: Vec::new(),
             remap_pages: Vec::new(),
         }
+    }
+
+    /// Drop every TLB entry (new address space, fence of all translations).
+    pub fn flush_tlb(&mut self) {
+        self.tlb.flush();
+        self.requests |= request::TLB_FLUSHED;
+    }
+
+    /// Drop the TLB entries of the page of `vaddr`.
+    pub fn flush_tlb_page(&mut self, vaddr: u64) {
+        self.tlb.flush_page(vaddr);
+        self.requests |= request::TLB_FLUSHED;
     }
 
     /// Called by the ISA's store slow path with the physical address it wrote.

@@ -21,7 +21,8 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I32, I64, I8};
 use cranelift_codegen::ir::{
-    AbiParam, Function, InstBuilder, MemFlagsData, SigRef, Signature, UserFuncName, Value,
+    AbiParam, Function, InstBuilder, MemFlagsData, SigRef, Signature, StackSlot, StackSlotData,
+    StackSlotKind, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -104,6 +105,27 @@ fn mem() -> MemFlagsData {
 
 type Cblock = cranelift_codegen::ir::Block;
 
+/// Loads and stores per region that remember their last translation.
+const MICRO_TLB_SITES: usize = 32;
+
+/// Whether `op` is a plain load or store (probes the TLB inline).
+fn is_access(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::LdU8 { .. }
+            | Op::LdS8 { .. }
+            | Op::LdU16 { .. }
+            | Op::LdS16 { .. }
+            | Op::LdU32 { .. }
+            | Op::LdS32 { .. }
+            | Op::Ld64 { .. }
+            | Op::St8 { .. }
+            | Op::St16 { .. }
+            | Op::St32 { .. }
+            | Op::St64 { .. }
+    )
+}
+
 /// Back edges a region runs between two checks for attention (pending interrupts, stop): a
 /// check costs ten instructions, counting down two. Bounds the delay to this many iterations of
 /// a loop of at most `region::MAX_OPS` ops.
@@ -131,6 +153,8 @@ struct Lower<'a, 'f> {
     internal: bool,
     /// For each block, the copy its exits to itself go to (see [`unrolled`]).
     twin: Vec<Option<usize>>,
+    /// Per block and op: the stack slot of a load's or store's remembered translation.
+    utlb: Vec<Vec<Option<StackSlot>>>,
     /// Back edges left before the next attention check (see [`Lower::internal_edge`]).
     budget: Variable,
     /// Whether a callback that may leave a request (a helper, an atomic, a slow path at the
@@ -437,6 +461,31 @@ pub fn build_region(
             fb.def_var(var, v);
         }
     }
+    // Loops remember, per load/store, the last page it hit and its TLB addend (see
+    // `Lower::probe`); nothing is remembered across runs of the function.
+    let mut utlb = vec![Vec::new(); region.len()];
+    if internal {
+        let mut sites = 0;
+        for (k, (b, _)) in region.iter().enumerate() {
+            utlb[k] = (0..b.ops.len())
+                .map(|i| {
+                    let last = b.insn_of_op(i).1 as usize + 1 >= b.insn_off.len();
+                    if !is_access(&b.ops[i]) || last || sites >= MICRO_TLB_SITES {
+                        return None;
+                    }
+                    sites += 1;
+                    let slot = fb.create_sized_stack_slot(StackSlotData::new(
+                        StackSlotKind::ExplicitSlot,
+                        16,
+                        3,
+                    ));
+                    let none = fb.ins().iconst(I64, -1);
+                    fb.ins().stack_store(I64, none, slot, 0);
+                    Some(slot)
+                })
+                .collect();
+        }
+    }
     fb.ins().jump(headers[0], &[]);
     let exit = fb.create_block();
     fb.append_block_param(exit, I32);
@@ -455,6 +504,7 @@ pub fn build_region(
         live,
         internal,
         twin: twin.clone(),
+        utlb,
         budget,
         called: false,
         cold: false,
@@ -939,26 +989,52 @@ impl Lower<'_, '_> {
 
     /// Inline TLB probe for an access of `1 << lg` bytes: returns the host address in the
     /// fast-path block (current on return) and the slow-path block to fill in.
-    fn probe(&mut self, va: Value, lg: u32, tag_off: i32) -> (Value, cranelift_codegen::ir::Block) {
+    ///
+    /// In a loop, op `i` first compares the page with the one it hit last (a stack slot, loaded
+    /// off the critical path) and reuses that addend: the access then waits on one compare, not
+    /// on an index computation and two dependent loads. The slot holds a translation the TLB
+    /// had in this run of the function; anything that drops TLB entries sets
+    /// `request::TLB_FLUSHED`, and compiled code leaves at the next instruction after any
+    /// callback that left a request, so no stale slot is ever used.
+    fn probe(&mut self, i: usize, va: Value, lg: u32, tag_off: i32) -> (Value, Cblock) {
+        let masked = self
+            .fb
+            .ins()
+            .band_imm_s(va, (PAGE_MASK | ((1u64 << lg) - 1)) as i64);
+        let site = self.utlb[self.cur].get(i).copied().flatten();
+        let fast = self.fb.create_block();
+        let addend = self.fb.append_block_param(fast, I64);
+        if let Some(slot) = site {
+            let last = self.fb.ins().stack_load(I64, I64, slot, 0);
+            let remembered = self.fb.ins().stack_load(I64, I64, slot, 8);
+            let same = self.fb.ins().icmp(IntCC::Equal, masked, last);
+            let probe = self.fb.create_block();
+            self.fb
+                .ins()
+                .brif(same, fast, &[remembered.into()], probe, &[]);
+            self.fb.switch_to_block(probe);
+        }
         let entry = self.tlb_entry(va);
         let tag = self
             .fb
             .ins()
             .load(I64, mem(), entry, CPU_TLB_ENTRIES + tag_off);
-        let masked = self
-            .fb
-            .ins()
-            .band_imm_s(va, (PAGE_MASK | ((1u64 << lg) - 1)) as i64);
         let hit = self.fb.ins().icmp(IntCC::Equal, masked, tag);
-        let fast = self.fb.create_block();
+        let hit_b = self.fb.create_block();
         let slow = self.fb.create_block();
         self.fb.set_cold_block(slow);
-        self.fb.ins().brif(hit, fast, &[], slow, &[]);
-        self.fb.switch_to_block(fast);
-        let addend = self
+        self.fb.ins().brif(hit, hit_b, &[], slow, &[]);
+        self.fb.switch_to_block(hit_b);
+        let from_tlb = self
             .fb
             .ins()
             .load(I64, mem(), entry, CPU_TLB_ENTRIES + TLB_ADDEND);
+        if let Some(slot) = site {
+            self.fb.ins().stack_store(I64, masked, slot, 0);
+            self.fb.ins().stack_store(I64, from_tlb, slot, 8);
+        }
+        self.fb.ins().jump(fast, &[from_tlb.into()]);
+        self.fb.switch_to_block(fast);
         let host = self.fb.ins().iadd(addend, va);
         (host, slow)
     }
@@ -966,7 +1042,7 @@ impl Lower<'_, '_> {
     fn load(&mut self, i: usize, d: u8, a: u8, off: i32, lg: u32, signed: bool) {
         let base = self.get(a);
         let va = self.fb.ins().iadd_imm_s(base, off as i64);
-        let (host, slow) = self.probe(va, lg, TLB_READ);
+        let (host, slow) = self.probe(i, va, lg, TLB_READ);
         let v = match (lg, signed) {
             (0, false) => self.fb.ins().uload8(I64, mem(), host, 0),
             (0, true) => self.fb.ins().sload8(I64, mem(), host, 0),
@@ -1016,7 +1092,7 @@ impl Lower<'_, '_> {
         let base = self.get(a);
         let v = self.get(s);
         let va = self.fb.ins().iadd_imm_s(base, off as i64);
-        let (host, slow) = self.probe(va, lg, TLB_WRITE);
+        let (host, slow) = self.probe(i, va, lg, TLB_WRITE);
         match lg {
             0 => self.fb.ins().istore8(mem(), v, host, 0),
             1 => self.fb.ins().istore16(mem(), v, host, 0),
@@ -1209,9 +1285,13 @@ impl Lower<'_, '_> {
                 let immv = self.fb.ins().iconst(I64, imm);
                 let (st, v) = self.call(ENV_HELPER, &[idv, immv, av]);
                 self.regs = [Reg::InMemory; NUM_SLOTS];
-                self.called = true;
                 self.check_status(st);
                 self.set(d, v);
+                // A helper that left a request (a changed translation, dropped TLB entries)
+                // ends the run here; the rest of the block runs after the boundary work.
+                let go = self.fb.create_block();
+                self.leave_on_request(i, go);
+                self.fb.switch_to_block(go);
             }
         }
     }

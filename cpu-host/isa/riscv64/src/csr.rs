@@ -364,7 +364,7 @@ impl Hart {
             SSTATUS => {
                 let new = ms::with_sd((c.mstatus & !ms::S_WRITABLE) | (v & ms::S_WRITABLE));
                 if (new ^ c.mstatus) & (ms::SUM | ms::MXR) != 0 {
-                    self.cpu.tlb.flush();
+                    self.cpu.flush_tlb();
                 }
                 c.mstatus = new;
                 self.update_interrupt_enables();
@@ -414,7 +414,7 @@ impl Hart {
                 }
                 // The TLB holds permissions for one privilege and one SUM/MXR/MPRV setting.
                 if (new ^ c.mstatus) & (ms::SUM | ms::MXR | ms::MPRV | ms::MPP) != 0 {
-                    self.cpu.tlb.flush();
+                    self.cpu.flush_tlb();
                 }
                 c.mstatus = new;
                 self.update_interrupt_enables();
@@ -482,7 +482,7 @@ impl Hart {
                 if c.pmpcfg != before {
                     // Permissions changed: cached permissions and translated code go. (Firmware
                     // rewrites the same values often, e.g. OpenSBI at every hart start.)
-                    self.cpu.tlb.flush();
+                    self.cpu.flush_tlb();
                     self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
                 }
             }
@@ -501,7 +501,7 @@ impl Hart {
                         let active = (c.pmpcfg[i] >> 3) & 3 != 0
                             || c.pmpcfg.get(i + 1).is_some_and(|n| (n >> 3) & 3 == 1);
                         if active {
-                            self.cpu.tlb.flush();
+                            self.cpu.flush_tlb();
                             self.cpu.requests |= tessera_dbt::state::request::FLUSH_BLOCKS;
                         }
                     }

@@ -287,7 +287,7 @@ impl Hart {
 
     /// Flush the whole TLB (data and code).
     pub(crate) fn flush_tlb(&mut self) {
-        self.cpu.tlb.flush();
+        self.cpu.flush_tlb();
         self.tlb_superpages.clear();
         self.tlb_superpages_overflow = false;
     }
@@ -303,7 +303,7 @@ impl Hart {
         if in_superpage {
             self.flush_tlb();
         } else {
-            self.cpu.tlb.flush_page(vaddr);
+            self.cpu.flush_tlb_page(vaddr);
         }
         in_superpage
     }
