@@ -53,6 +53,17 @@ pub fn check_tier_ran(tier: &str, stderr: &str) -> Result<(), String> {
     }
 }
 
+/// Check `--stats` output of a run with loops of several blocks: some compiled region must hold
+/// more than one block.
+pub fn check_regions_formed(stderr: &str) -> Result<(), String> {
+    match jit_stats(stderr) {
+        Some(s) if s.blocks > s.regions && s.compiled_insns > 0 => Ok(()),
+        s => Err(format!(
+            "no region holds more than one block ({s:?}); stderr:\n{stderr}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +90,8 @@ mod tests {
         assert!(check_tier_ran("interp", "").is_ok());
         assert!(check_tier_ran("jit", "").is_err());
         assert!(check_tier_ran("background", "").is_err());
+        assert!(check_regions_formed(out).is_ok(), "40 blocks in 34 regions");
+        let single = out.replace("(40 blocks", "(34 blocks");
+        assert!(check_regions_formed(&single).is_err());
     }
 }

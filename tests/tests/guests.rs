@@ -61,6 +61,9 @@ impl Runner {
                     Some("background") => {
                         c.args(["--stats", "--tier", "auto", "--jit-threshold", "1"]);
                     }
+                    Some("regions") => {
+                        c.args(["--stats", "--tier", "jit"]);
+                    }
                     Some(t) => {
                         c.args(["--stats", "--tier", t]);
                     }
@@ -131,6 +134,10 @@ fn run_guest(
         .map_err(|e| format!("starting {:?} for {}: {e}", runner, elf.display()))?;
     if !res.timed_out && res.code == Some(0) {
         return match (runner, tier) {
+            (Runner::Tessera, Some("regions")) => {
+                tessera_tests::tier::check_regions_formed(&res.stderr)
+                    .map_err(|e| format!("{}: {e}", prog.name).into())
+            }
             (Runner::Tessera, Some(t)) => tessera_tests::tier::check_tier_ran(t, &res.stderr)
                 .map_err(|e| format!("{}: {e}", prog.name).into()),
             _ => Ok(()),
@@ -157,6 +164,10 @@ fn run_guest(
     .into())
 }
 
+/// Guests whose hot loops span several blocks (an `if` in the loop body, nested loops): the
+/// `regions::` trials check that the compiled tier compiled such loops as one region.
+const REGION_GUESTS: &[&str] = &["c_sort", "c_crc32"];
+
 fn main() {
     let args = Arguments::from_args();
     let programs = match guestbuild::discover(&src_dir()) {
@@ -174,6 +185,14 @@ fn main() {
     let mut trials = Vec::new();
     for prog in programs {
         let prog = Arc::new(prog);
+        if REGION_GUESTS.contains(&prog.name.as_str()) && matches!(runner, Ok(Runner::Tessera)) {
+            // Loops of several blocks must be compiled whole (and still pass).
+            let (prog, runner) = (prog.clone(), runner.clone());
+            let name = format!("regions::guest_{}", prog.name);
+            trials.push(Trial::test(name, move || {
+                run_guest(&prog, runner, Some("regions"))
+            }));
+        }
         for &tier in tiers {
             let (prog, runner) = (prog.clone(), runner.clone());
             let name = match tier {
