@@ -145,7 +145,7 @@ fn run_tiered<G: Guest>(
     signals: &VcpuSignals,
     tier: &mut dyn CodeTier,
 ) {
-    let mut env = native::env_for(g, signals.pending_word(), tier.gate(), cache.native_jmp());
+    let mut env = native::env_for(g, signals.pending_word(), cache.native_jmp());
     let mut tier_generation = cache.generation();
     let threshold = tier.threshold();
     let mut since_poll = 0u32;
@@ -177,7 +177,13 @@ fn run_tiered<G: Guest>(
             } else {
                 let heat = cache.heat_up(idx);
                 if heat == threshold && heat < HEAT_PENDING {
+                    let generation = cache.generation();
                     compile(g, cache, tier, idx, threshold, &mut tier_generation);
+                    if cache.generation() != generation {
+                        // Code memory was full and everything was dropped, `idx` too: find
+                        // the block again.
+                        break;
+                    }
                     if cache.native(idx).is_some() {
                         continue; // run it compiled right away
                     }

@@ -49,9 +49,6 @@ pub struct NativeEnv {
     pub epoch: u64,
     /// Index of the block that returned (for [`BlockExit::Link`]).
     pub last: u64,
-    /// The tier's gate that calls a [`Callback`] (the tier's own convention; see
-    /// [`CodeTier::gate`]).
-    pub gate: usize,
     /// The block cache's jump cache for compiled code ([`JMP_ENTRIES`] of [`NativeJmp`]):
     /// indirect jumps look their target up here and go straight to its code.
     pub jmp: *const NativeJmp,
@@ -85,7 +82,6 @@ pub mod offsets {
     pub const ENV_PENDING: i32 = offset_of!(NativeEnv, pending) as i32;
     pub const ENV_EPOCH: i32 = offset_of!(NativeEnv, epoch) as i32;
     pub const ENV_LAST: i32 = offset_of!(NativeEnv, last) as i32;
-    pub const ENV_GATE: i32 = offset_of!(NativeEnv, gate) as i32;
     pub const ENV_JMP: i32 = offset_of!(NativeEnv, jmp) as i32;
     pub const ENV_LOAD_SLOW: i32 = offset_of!(NativeEnv, load_slow) as i32;
     pub const ENV_STORE_SLOW: i32 = offset_of!(NativeEnv, store_slow) as i32;
@@ -200,8 +196,6 @@ pub trait CodeTier {
     /// `entry` was returned by this tier since its last reset, and `env` is fully set up for the
     /// running vCPU (pointers valid, no other reference to the guest in use).
     unsafe fn enter(&self, entry: usize, env: *mut NativeEnv) -> u32;
-    /// Address of the tier's gate to callbacks (stored in [`NativeEnv::gate`]).
-    fn gate(&self) -> usize;
     fn stats(&self) -> TierStats;
 }
 
@@ -222,20 +216,15 @@ pub struct TierStats {
     pub resets: u64,
 }
 
-/// Build the environment for guest `G` (callbacks monomorphised for it), calling through `gate`.
-pub fn env_for<G: Guest>(
-    g: &mut G,
-    pending: &AtomicU64,
-    gate: usize,
-    jmp: *const NativeJmp,
-) -> NativeEnv {
+/// Build the environment for guest `G` (callbacks monomorphised for it; a tier reaches them
+/// through a gate of its own convention).
+pub fn env_for<G: Guest>(g: &mut G, pending: &AtomicU64, jmp: *const NativeJmp) -> NativeEnv {
     NativeEnv {
         cpu: g.cpu() as *mut CpuState,
         guest: g as *mut G as *mut c_void,
         pending: pending as *const AtomicU64,
         epoch: 0,
         last: 0,
-        gate,
         jmp,
         load_slow: load_slow::<G>,
         store_slow: store_slow::<G>,

@@ -434,10 +434,6 @@ impl CodeTier for JitTier {
         unsafe { (self.enter)(env, entry) }
     }
 
-    fn gate(&self) -> usize {
-        gate::address()
-    }
-
     fn stats(&self) -> TierStats {
         self.stats
     }

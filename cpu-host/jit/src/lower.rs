@@ -9,11 +9,14 @@
 //! - loads and stores probe the softmmu TLB inline; a miss calls the guest's slow path;
 //! - before any callback that may trap, `pc` and `icount` are made precise, as the interpreter
 //!   does, so a trap leaves exactly the state tier 0 would;
+//! - in loops, each load and store first tries the page it hit last (a stack slot with the TLB
+//!   addend), so the access waits on one compare;
 //! - every chainable exit checks the request word and the signal word, then jumps straight to
 //!   the next block's code (a tail call through the block's link table) when it is compiled and
 //!   linked in the current epoch; an exit to a block of the region jumps to its code in the
-//!   same function, registers kept (checking for attention on back edges, for requests on the
-//!   others).
+//!   same function, registers kept: back edges count down a budget before checking for
+//!   attention, and after a callback that may leave a request, edges check the request word;
+//!   small blocks that loop to themselves are unrolled.
 //!
 //! The semantics of every op are the interpreter's (`tessera_dbt::interp`), the oracle of the
 //! tier differential test.
