@@ -393,8 +393,12 @@ impl Controller {
         match region {
             7 if end <= CONFIG_SIZE as u64 => Ok(self.config_write(offset as usize, data)),
             0 if end <= BAR0_SIZE => {
+                // Judged before the workers start: after a restart, a replayed stale doorbell
+                // must be compared with the restored queues, not with what a worker fetched
+                // meanwhile (once a queue is drained, a stale tail looks like new work).
+                let followup = self.bar0_write(offset, data);
                 self.resume();
-                Ok(self.bar0_write(offset, data))
+                Ok(followup)
             }
             _ => Err(Errno::EINVAL),
         }
