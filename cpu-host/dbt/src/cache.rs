@@ -544,13 +544,8 @@ impl BlockCache {
             return;
         };
         *v = false;
-        if let Some(members) = self.regions.remove(&idx) {
-            for m in members {
-                if self.heat(m) == HEAT_HELD {
-                    self.set_heat(m, 0);
-                }
-            }
-        }
+        self.release_region(idx);
+        self.regions.remove(&idx);
         self.unlink_incoming(idx);
         let b = &self.blocks[idx as usize];
         if let Some(e) = self.native.get_mut(idx as usize) {

@@ -793,6 +793,14 @@ impl Block {
     /// The constant addresses the block may continue at (side exits, then the terminator's):
     /// the edges of the control-flow graph regions are formed from.
     pub fn targets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.ops
+            .iter()
+            .filter_map(Op::exit_target)
+            .chain(self.term_targets())
+    }
+
+    /// The constant addresses the terminator may continue at.
+    pub fn term_targets(&self) -> impl Iterator<Item = u64> {
         let term = match self.term {
             Terminator::Jump { target } => [Some(target), None],
             Terminator::Branch {
@@ -800,10 +808,7 @@ impl Block {
             } => [Some(taken), Some(fallthrough)],
             _ => [None, None],
         };
-        self.ops
-            .iter()
-            .filter_map(Op::exit_target)
-            .chain(term.into_iter().flatten())
+        term.into_iter().flatten()
     }
 }
 

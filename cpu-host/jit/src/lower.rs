@@ -195,13 +195,7 @@ fn live_in(region: &[(&Block, CompileInfo)]) -> (Vec<Vec<(u8, Reg)>>, bool) {
     let mut any = false;
     for (b, _) in region {
         let (mut reads, mut writes) = (Vec::new(), Vec::new());
-        let term_inside = match b.term {
-            Terminator::Jump { target } => inside(Some(target)),
-            Terminator::Branch {
-                taken, fallthrough, ..
-            } => inside(Some(taken)) || inside(Some(fallthrough)),
-            _ => false,
-        };
+        let term_inside = b.term_targets().any(|t| inside(Some(t)));
         let last_inside = if term_inside {
             b.ops.len()
         } else {
@@ -218,13 +212,7 @@ fn live_in(region: &[(&Block, CompileInfo)]) -> (Vec<Vec<(u8, Reg)>>, bool) {
             .iter()
             .rposition(|op| op.exit_target() == Some(b.pc))
             .map(|i| i + 1);
-        let term_self = match b.term {
-            Terminator::Jump { target } => target == b.pc,
-            Terminator::Branch {
-                taken, fallthrough, ..
-            } => taken == b.pc || fallthrough == b.pc,
-            _ => false,
-        };
+        let term_self = b.term_targets().any(|t| t == b.pc);
         let last = match (self_loop, term_self) {
             (Some(i), false) => i,
             _ => last_inside,
