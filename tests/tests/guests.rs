@@ -166,7 +166,7 @@ fn run_guest(
 
 /// Guests whose hot loops span several blocks (an `if` in the loop body, nested loops): the
 /// `regions::` trials check that the compiled tier compiled such loops as one region.
-const REGION_GUESTS: &[&str] = &["c_sort", "c_crc32"];
+const REGION_GUESTS: &[&str] = &["c_sort", "c_crc32", "c_token_expand"];
 
 fn main() {
     let args = Arguments::from_args();

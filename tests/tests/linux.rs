@@ -115,6 +115,22 @@ impl Fixture {
             serial.contains("reboot: Power down"),
             "the kernel did not power off (panic and reboot?) on {ctx}"
         );
+        // A kernel that boots with complaints still reaches /init: what the kernel says when the
+        // machine misbehaved under it (QEMU's boot of this kit says none of it). "Cannot find
+        // the stub function" with a garbled name is how a JIT bug in kallsyms' name expansion
+        // first showed.
+        for sign in [
+            "WARNING:",
+            "BUG:",
+            "Oops",
+            "Call Trace",
+            "Unable to handle",
+            "Cannot find the stub function",
+        ] {
+            if let Some(l) = serial.lines().find(|l| l.contains(sign)) {
+                panic!("the kernel complained ({sign:?}): {l}\n{ctx}");
+            }
+        }
 
         // The platform devices of the device tree, as the firmware's and the kernel's drivers
         // found them: the PLIC with an M and an S context per hart, the goldfish RTC, syscon

@@ -184,7 +184,7 @@ fn member(region: &[(&Block, CompileInfo)], pc: u64) -> Option<usize> {
 /// What is in variables at each region block's header: the slots the block names before its
 /// last exit that stays in the region (what its part of a loop uses; for a block that loops to
 /// itself, before its last exit to itself: its own loop), each `Dirty` if some
-/// block of the region writes it there (an edge may bring it changed), else `Clean`. Everything
+/// block of the region writes it anywhere (an edge may bring it changed), else `Clean`. Everything
 /// else is in memory at the header: an edge into a block writes back what the block does not
 /// keep, so an inner loop carries only its own registers, not its outer loop's. Slots named
 /// after the last internal exit are loaded when used. Second: whether any exit stays inside.
@@ -228,10 +228,17 @@ fn live_in(region: &[(&Block, CompileInfo)]) -> (Vec<Vec<(u8, Reg)>>, bool) {
         for &s in reads.iter().chain(&writes) {
             mine[s as usize] = true;
         }
-        for &s in &writes {
+        named.push(mine);
+        // What may arrive changed is what any part of the block writes, not only its kept
+        // part: a self-looping block may write a slot after its own loop and then exit to
+        // another block that keeps it (that block must know it differs from memory).
+        let (mut r, mut all_writes) = (Vec::new(), Vec::new());
+        for op in &b.ops {
+            op_slots(op, &mut r, &mut all_writes);
+        }
+        for s in all_writes {
             written[s as usize] = true;
         }
-        named.push(mine);
     }
     let live = named
         .iter()
