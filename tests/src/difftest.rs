@@ -550,6 +550,92 @@ impl Gen {
         u
     }
 
+    /// Two nested counted loops with work before, inside and after the inner loop, `if`s in
+    /// the bodies and sometimes a way out of the outer loop: the translator compiles such loops
+    /// as one region whose blocks hand registers to each other (a value written after the inner
+    /// loop must reach memory however the region is left). The bodies never write the counters.
+    fn nested_loops(&mut self) -> Unit {
+        let outer = self.writable();
+        let inner = self.writable_except(&[outer]);
+        let avoid = [outer, inner];
+        // The bodies mostly work on a few registers, so that one body's result feeds another.
+        let pool = [
+            self.writable_except(&avoid),
+            self.writable_except(&avoid),
+            self.writable_except(&avoid),
+        ];
+        let mut u = vec![
+            format!("li {}, {}", x(outer), self.rng.range(1, 6)),
+            "1:".into(),
+        ];
+        self.loop_body(&mut u, &avoid, &pool);
+        // `if`s that are rarely taken: a block holds at most four side exits, so with enough of
+        // them the outer loop's block ends at the inner loop's back branch, and the inner
+        // loop's block goes on past its loop into the outer loop's tail (how Linux's
+        // kallsyms_expand_symbol compiles).
+        for _ in 0..self.rng.range(0, 4) {
+            let (a, b) = (self.rng.pick(&pool), self.rs());
+            u.push(format!("beq {}, {}, 3f", x(a), x(b)));
+            u.push(self.alu_line(&avoid));
+            u.push("3:".into());
+        }
+        u.push(format!("li {}, {}", x(inner), self.rng.range(1, 5)));
+        u.push("2:".into());
+        self.loop_body(&mut u, &avoid, &pool);
+        u.push(format!("addi {}, {}, -1", x(inner), x(inner)));
+        u.push(format!("bnez {}, 2b", x(inner)));
+        self.loop_body(&mut u, &avoid, &pool);
+        if self.rng.chance(1, 3) {
+            let op = self.rng.pick(BRANCHES);
+            let (a, b) = (self.rng.pick(&pool), self.rs());
+            u.push(format!("{op} {}, {}, 4f", x(a), x(b)));
+            self.loop_body(&mut u, &avoid, &pool);
+        }
+        u.push(format!("addi {}, {}, -1", x(outer), x(outer)));
+        u.push(format!("bnez {}, 1b", x(outer)));
+        u.push("4:".into());
+        u
+    }
+
+    /// Up to three lines of loop body: ALU work (mostly on `pool`), sp-relative loads and
+    /// stores, an `if`; no destination in `avoid`.
+    fn loop_body(&mut self, u: &mut Vec<String>, avoid: &[u8], pool: &[u8]) {
+        for _ in 0..self.rng.range(0, 3) {
+            match self.rng.below(8) {
+                0 => {
+                    let (op, size) = self.rng.pick(&[("lbu", 1), ("lw", 4), ("ld", 8)]);
+                    let off = self.rng.range(-HALF / size, HALF / size - 1) * size;
+                    let rd = self.rng.pick(pool);
+                    u.push(format!("{op} {}, {off}(sp)", x(rd)));
+                }
+                1 => {
+                    let (op, size) = self.rng.pick(&[("sb", 1), ("sw", 4), ("sd", 8)]);
+                    let off = self.rng.range(-HALF / size, HALF / size - 1) * size;
+                    u.push(format!("{op} {}, {off}(sp)", x(self.rng.pick(pool))));
+                }
+                2 => {
+                    let op = self.rng.pick(BRANCHES);
+                    let (a, b) = (self.rng.pick(pool), self.rs());
+                    u.push(format!("{op} {}, {}, 3f", x(a), x(b)));
+                    u.push(self.alu_line(avoid));
+                    u.push("3:".into());
+                }
+                3 => u.push(self.alu_line(avoid)),
+                _ => {
+                    let op = self
+                        .rng
+                        .pick(&["add", "sub", "xor", "or", "and", "mul", "addw"]);
+                    let (d, a, b) = (
+                        self.rng.pick(pool),
+                        self.rng.pick(pool),
+                        self.rng.pick(pool),
+                    );
+                    u.push(format!("{op} {}, {}, {}", x(d), x(a), x(b)));
+                }
+            }
+        }
+    }
+
     fn jump(&mut self) -> Unit {
         let rd = if self.rng.chance(1, 4) {
             0
@@ -820,7 +906,8 @@ impl Gen {
             53..=60 => self.load(),
             61..=68 => self.store(),
             69..=75 => self.branch(),
-            76..=77 => self.counted_loop(),
+            76 => self.counted_loop(),
+            77 => self.nested_loops(),
             78..=80 => self.jump(),
             81..=87 => self.amo(),
             88..=90 => self.lrsc(),
@@ -1519,6 +1606,9 @@ pub struct Config<'a> {
     pub compressed: Compressed,
     /// Emulator runs (pairs) the minimiser may spend.
     pub minimize_budget: usize,
+    /// The environment variables that set the seed and the count of the test that runs this
+    /// configuration (named in a failure's reproduce line).
+    pub env: (&'static str, &'static str),
 }
 
 /// Outcome of a successful run.
@@ -1621,8 +1711,8 @@ pub fn run_difftest(cfg: &Config) -> Result<Summary> {
         }
     }
     let repro = format!(
-        "seed={:#x} (reproduce: TESSERA_DIFFTEST_SEED={:#x} TESSERA_DIFFTEST_COUNT={})",
-        cfg.seed, cfg.seed, cfg.count
+        "seed={:#x} (reproduce: {}={:#x} {}={})",
+        cfg.seed, cfg.env.0, cfg.seed, cfg.env.1, cfg.count
     );
     if !errors.is_empty() {
         bail!("difftest harness error, {repro}:\n{}", errors.join("\n"));

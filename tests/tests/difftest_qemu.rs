@@ -37,7 +37,7 @@ fn difftest_fp_sequences_match_qemu() {
 
 /// Run the sequences of `kind` (how many: `count_var`, else the default) on QEMU and on the
 /// emulator under test (`TESSERA_DIFFTEST_OTHER=qemu`: QEMU again), in `target/tmp/<dir>`.
-fn random_sequences_match_qemu(kind: Kind, count_var: &str, dir: &str) {
+fn random_sequences_match_qemu(kind: Kind, count_var: &'static str, dir: &str) {
     let seed = env_u64("TESSERA_DIFFTEST_SEED").unwrap_or(DEFAULT_SEED);
     let count = env_u64(count_var).map_or(DEFAULT_COUNT, |c| c as usize);
     let qemu = Qemu::default();
@@ -60,6 +60,7 @@ fn random_sequences_match_qemu(kind: Kind, count_var: &str, dir: &str) {
         timeout: Duration::from_secs(60),
         compressed: Compressed::Alternate,
         minimize_budget: 300,
+        env: ("TESSERA_DIFFTEST_SEED", count_var),
     };
     let start = Instant::now();
     match run_difftest(&cfg) {
@@ -132,6 +133,7 @@ fn difftest_detects_and_minimises_an_injected_bug() {
         timeout: Duration::from_secs(60),
         compressed: Compressed::Never,
         minimize_budget: 300,
+        env: ("TESSERA_DIFFTEST_SEED", "TESSERA_DIFFTEST_COUNT"),
     };
     let err = match run_difftest(&cfg) {
         Ok(_) => panic!("an emulator that runs sltu as slt passed the difftest"),

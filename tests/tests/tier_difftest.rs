@@ -1,6 +1,6 @@
 //! Tier differential test: seeded random instruction sequences (integer, M, A with LR/SC,
-//! Zba/Zbb/Zbc/Zbkb/Zbs, Zicond, loads/stores across a page boundary, branches, jumps, traps,
-//! compressed forms, and F/D with their flags) run on `tessera-cpu --tier interp`, the oracle,
+//! Zba/Zbb/Zbc/Zbkb/Zbs, Zicond, loads/stores across a page boundary, branches, jumps, nested
+//! loops that compile as multi-block regions, traps, compressed forms, and F/D with their flags) run on `tessera-cpu --tier interp`, the oracle,
 //! and on `--tier jit`, where every block is compiled by Cranelift before it runs. Register
 //! files, a hash of the scratch memory and every trap (cause, epc, tval) must be equal. A
 //! difference is minimised to the instructions that show it, as in the QEMU difftest.
@@ -20,7 +20,7 @@ use tessera_tests::{bin_path, run_with_timeout};
 
 const DEFAULT_SEED: u64 = 0x7e55_e7a0_0007_1e51;
 
-fn run(kind: Kind, count_var: &str, default: usize, dir: &str) {
+fn run(kind: Kind, count_var: &'static str, default: usize, dir: &str) {
     let seed = env_u64("TESSERA_TIER_DIFFTEST_SEED").unwrap_or(DEFAULT_SEED);
     let count = env_u64(count_var).map_or(default, |c| c as usize);
     let interp = TesseraCpu {
@@ -43,6 +43,7 @@ fn run(kind: Kind, count_var: &str, default: usize, dir: &str) {
         timeout: Duration::from_secs(60),
         compressed: Compressed::Alternate,
         minimize_budget: 300,
+        env: ("TESSERA_TIER_DIFFTEST_SEED", count_var),
     };
     let start = Instant::now();
     match run_difftest(&cfg) {
