@@ -10,7 +10,7 @@
 pub type Slot = u8;
 
 /// Comparison used by branches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Cond {
     Eq,
@@ -54,7 +54,7 @@ impl Cond {
 }
 
 /// Read-modify-write operation of an atomic memory op.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum AmoOp {
     Swap,
@@ -84,7 +84,7 @@ impl AmoOp {
 }
 
 /// A one-operand bit operation (RISC-V Zbb and their equivalents elsewhere).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum UnOp {
     /// Leading / trailing zeros, set bits (64 for 0 where a count is asked of nothing).
@@ -159,7 +159,7 @@ impl UnOp {
 
 /// A two-operand bit operation (Zba, Zbb, Zbs, Zicond and their equivalents elsewhere). Shift
 /// and bit-index amounts use the low 6 bits (5 for the `W` forms).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum BinOp {
     AndN,
@@ -307,7 +307,7 @@ impl BinOp {
 /// One IR operation. `d` is the destination slot, `a`/`b` sources, `imm` an immediate.
 /// Ops whose name ends in `W` compute on the low 32 bits and sign-extend the result to 64.
 /// Division follows the total convention: x/0 = all ones, x%0 = x, MIN/-1 = MIN, MIN%-1 = 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     MovI {
         d: Slot,
@@ -725,7 +725,7 @@ impl Op {
 }
 
 /// How a block ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Terminator {
     /// Continue at a constant address (chainable, link slot 0).
     Jump { target: u64 },

@@ -206,6 +206,8 @@ pub struct TierStats {
     pub compiled: u64,
     /// Blocks compiled into those regions besides their heads (loop bodies compiled whole).
     pub merged: u64,
+    /// Of the regions, those another vCPU had compiled (installed without compiling).
+    pub shared: u64,
     /// Blocks the compiler refused (they stay at tier 0).
     pub failed: u64,
     /// Time spent compiling (on compiler threads and, for threshold 0, the vCPU's).

@@ -17,13 +17,19 @@
 pub mod arena;
 pub mod gate;
 pub mod lower;
+pub mod shared;
 
 use arena::CodeArena;
+use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::ExternalName;
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
+use cranelift_codegen::FinalizedRelocTarget;
 use cranelift_frontend::FunctionBuilderContext;
+use lower::Patch;
+use shared::{Compiled, SharedCode};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -128,7 +134,7 @@ impl Compiler {
         })
     }
 
-    fn finish(&mut self, func: cranelift_codegen::ir::Function) -> Result<Vec<u8>, String> {
+    fn finish(&mut self, func: cranelift_codegen::ir::Function) -> Result<Compiled, String> {
         self.ctx.clear();
         self.ctx.func = func;
         let disasm = std::env::var_os("TESSERA_JIT_DISASM").is_some();
@@ -137,22 +143,37 @@ impl Compiler {
             .ctx
             .compile(&*self.isa, &mut ControlPlane::default())
             .map_err(|e| format!("{:?}", e.inner))?;
-        // Code is copied to wherever there is room: it must not refer to anything by address
-        // but through the environment.
-        if !code.buffer.relocs().is_empty() {
-            return Err("code needs relocations".into());
-        }
+        // Code is copied to wherever there is room (and to every vCPU that runs it): it must
+        // not refer to anything by address but through the environment, except the per-vCPU
+        // placeholders the installer fills in.
         if let Some(text) = code.vcode.as_deref().filter(|_| disasm) {
             eprintln!("{text}");
         }
-        Ok(code.code_buffer().to_vec())
+        let relocs = code.buffer.relocs().to_vec();
+        let bytes = code.code_buffer().to_vec();
+        let names = self.ctx.func.params.user_named_funcs();
+        let mut patches = Vec::with_capacity(relocs.len());
+        for r in relocs {
+            let what = match (r.kind, &r.target) {
+                (Reloc::Abs8, FinalizedRelocTarget::ExternalName(ExternalName::User(n))) => names
+                    .get(*n)
+                    .and_then(|name| Patch::from_name(name.namespace, name.index)),
+                _ => None,
+            };
+            let what = what.ok_or_else(|| format!("code needs a relocation: {r:?}"))?;
+            patches.push((r.offset, what, r.addend));
+        }
+        Ok(Compiled {
+            code: bytes,
+            patches,
+        })
     }
 
-    fn compile_region(&mut self, region: &[(&Block, CompileInfo)]) -> Result<Vec<u8>, String> {
+    fn compile_region(&mut self, region: &[&Block]) -> Result<Compiled, String> {
         let cfg = self.isa.frontend_config();
         let func = lower::build_region(&mut self.fctx, cfg, region).ok_or("an empty region")?;
         if std::env::var_os("TESSERA_JIT_DISASM").is_some() {
-            for (b, _) in region {
+            for b in region {
                 eprintln!(
                     "block {:#x} ({} instructions): {:?} {:?}",
                     b.pc, b.n_insns, b.ops, b.term
@@ -165,14 +186,14 @@ impl Compiler {
     /// [`Compiler::compile_region`], surviving a panic inside Cranelift (a compiler bug must
     /// not take the vCPU or the compiler thread down): the region is refused and the compiler
     /// rebuilt.
-    fn compile_guarded(&mut self, region: &[(&Block, CompileInfo)]) -> Result<Vec<u8>, String> {
+    fn compile_guarded(&mut self, region: &[&Block]) -> Result<Compiled, String> {
         let r =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compile_region(region)));
         match r {
             Ok(code) => code,
             Err(_) => {
                 tracing::error!(
-                    pc = format_args!("{:#x}", region.first().map_or(0, |(b, _)| b.pc)),
+                    pc = format_args!("{:#x}", region.first().map_or(0, |b| b.pc)),
                     "cranelift panicked on a region"
                 );
                 if let Ok(fresh) = Compiler::new() {
@@ -186,7 +207,28 @@ impl Compiler {
     fn compile_enter(&mut self) -> Result<Vec<u8>, String> {
         let cfg = self.isa.frontend_config();
         let func = lower::build_enter(&mut self.fctx, cfg);
-        self.finish(func)
+        let c = self.finish(func)?;
+        if !c.patches.is_empty() {
+            return Err("the trampoline needs patches".into());
+        }
+        Ok(c.code)
+    }
+
+    /// The region's code: another vCPU's compilation of the same guest code if there is one
+    /// (`true`: shared), else compiled now and kept for the others.
+    fn compile_shared(
+        &mut self,
+        shared: &SharedCode,
+        region: &[&Block],
+    ) -> (Result<Arc<Compiled>, String>, bool) {
+        if let Some(c) = shared.get(region) {
+            return (Ok(c), true);
+        }
+        let c = self.compile_guarded(region).map(Arc::new);
+        if let Ok(c) = &c {
+            shared.put(region, c.clone());
+        }
+        (c, false)
     }
 }
 
@@ -199,18 +241,20 @@ struct Job {
 
 struct Done {
     pc: u64,
-    index: u32,
-    /// Blocks in the region.
-    blocks: usize,
+    /// The region's members, head first (what the code's placeholders are filled with).
+    infos: Vec<CompileInfo>,
     generation: u64,
-    code: Result<Vec<u8>, String>,
+    code: Result<Arc<Compiled>, String>,
+    /// Another vCPU's compilation (nothing was compiled for this one).
+    shared: bool,
     nanos: u64,
 }
 
-/// The compiler threads of a process, shared by its vCPUs.
+/// The compiler threads of a process, shared by its vCPUs, and the compilations they share.
 pub struct Jit {
     config: JitConfig,
     jobs: Mutex<Option<Sender<Job>>>,
+    shared: Arc<SharedCode>,
 }
 
 impl Jit {
@@ -225,6 +269,7 @@ impl Jit {
             return Err(JitError::Host("only x86-64 Linux hosts".into()));
         }
         Compiler::new()?; // fail here, not on a compiler thread
+        let shared = Arc::new(SharedCode::default());
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let threads = if config.threshold == 0 {
@@ -233,15 +278,16 @@ impl Jit {
             config.threads.max(1)
         };
         for i in 0..threads {
-            let rx = rx.clone();
+            let (rx, shared) = (rx.clone(), shared.clone());
             std::thread::Builder::new()
                 .name(format!("jit{i}"))
-                .spawn(move || compiler_thread(rx))
+                .spawn(move || compiler_thread(rx, &shared))
                 .map_err(JitError::Memory)?;
         }
         Ok(Arc::new(Self {
             config,
             jobs: Mutex::new(Some(tx)),
+            shared,
         }))
     }
 
@@ -253,7 +299,7 @@ impl Jit {
     }
 }
 
-fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>) {
+fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>, shared: &SharedCode) {
     let mut compiler = match Compiler::new() {
         Ok(c) => c,
         Err(e) => {
@@ -270,18 +316,18 @@ fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>) {
             }
         };
         let start = Instant::now();
-        let region: Vec<_> = job.region.iter().map(|(b, i)| (b, *i)).collect();
-        let code = compiler.compile_guarded(&region);
-        let (pc, index) = job.region.first().map_or((0, 0), |(b, i)| (b.pc, i.index));
+        let region: Vec<&Block> = job.region.iter().map(|(b, _)| b).collect();
+        let (code, from_shared) = compiler.compile_shared(shared, &region);
+        let pc = region.first().map_or(0, |b| b.pc);
         if let Err(e) = &code {
             tracing::debug!(pc = format_args!("{pc:#x}"), "not compiled: {e}");
         }
         let done = Done {
             pc,
-            index,
-            blocks: job.region.len(),
+            infos: job.region.iter().map(|&(_, i)| i).collect(),
             generation: job.generation,
             code,
+            shared: from_shared,
             nanos: start.elapsed().as_nanos() as u64,
         };
         let _ = job.reply.send(done); // the vCPU may have stopped
@@ -341,10 +387,27 @@ impl JitTier {
         })
     }
 
-    fn install(&mut self, code: &[u8], pc: u64, blocks: usize) -> Option<usize> {
-        let entry = self.arena.install(code)?;
+    /// Copy `code` into code memory with this vCPU's constants (`infos`: the region's
+    /// members, head first); its entry, or `None` when memory is full (or the code is bad).
+    fn install(
+        &mut self,
+        code: &Compiled,
+        infos: &[CompileInfo],
+        pc: u64,
+        shared: bool,
+    ) -> Option<usize> {
+        let Some(code) = code.patched(infos) else {
+            tracing::error!(
+                pc = format_args!("{pc:#x}"),
+                "compiled code with a bad patch"
+            );
+            self.stats.failed += 1;
+            return None;
+        };
+        let entry = self.arena.install(&code)?;
         self.stats.compiled += 1;
-        self.stats.merged += blocks.saturating_sub(1) as u64;
+        self.stats.shared += shared as u64;
+        self.stats.merged += infos.len().saturating_sub(1) as u64;
         self.stats.code_bytes += code.len() as u64;
         if let Some(f) = &mut self.perf_map {
             use std::io::Write;
@@ -352,7 +415,7 @@ impl JitTier {
             if let Some(dir) = std::env::var_os("TESSERA_JIT_CODEDIR") {
                 let _ = std::fs::write(
                     std::path::Path::new(&dir).join(format!("{entry:x}.bin")),
-                    code,
+                    &code,
                 );
             }
         }
@@ -386,11 +449,16 @@ impl CodeTier for JitTier {
             return None; // `wants_reset` says so
         }
         let start = Instant::now();
-        let code = self.local.as_mut()?.compile_guarded(region);
+        let blocks: Vec<&Block> = region.iter().map(|&(b, _)| b).collect();
+        let (code, shared) = self
+            .local
+            .as_mut()?
+            .compile_shared(&self.jit.shared, &blocks);
         self.stats.compile_ns += start.elapsed().as_nanos() as u64;
         let pc = region.first().map_or(0, |(b, _)| b.pc);
+        let infos: Vec<CompileInfo> = region.iter().map(|&(_, i)| i).collect();
         match code {
-            Ok(code) => self.install(&code, pc, region.len()),
+            Ok(code) => self.install(&code, &infos, pc, shared),
             Err(e) => {
                 tracing::debug!(pc = format_args!("{pc:#x}"), "not compiled: {e}");
                 self.stats.failed += 1;
@@ -403,16 +471,17 @@ impl CodeTier for JitTier {
         while let Ok(done) = self.done.try_recv() {
             self.in_flight = self.in_flight.saturating_sub(1);
             self.stats.compile_ns += done.nanos;
+            let index = done.infos.first().map_or(0, |i| i.index);
             match done.code {
                 Ok(code) => {
                     // When full, `wants_reset` says so; the block gets hot again afterwards.
-                    if let Some(entry) = self.install(&code, done.pc, done.blocks) {
-                        install(done.index, done.generation, Some(entry));
+                    if let Some(entry) = self.install(&code, &done.infos, done.pc, done.shared) {
+                        install(index, done.generation, Some(entry));
                     }
                 }
                 Err(_) => {
                     self.stats.failed += 1;
-                    install(done.index, done.generation, None);
+                    install(index, done.generation, None);
                 }
             }
         }

@@ -22,18 +22,19 @@
 //! tier differential test.
 
 use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::immediates::Imm64;
 use cranelift_codegen::ir::types::{I32, I64, I8};
 use cranelift_codegen::ir::{
-    AbiParam, Function, InstBuilder, MemFlagsData, SigRef, Signature, StackSlot, StackSlotData,
-    StackSlotKind, UserFuncName, Value,
+    AbiParam, ExternalName, Function, GlobalValueData, InstBuilder, MemFlagsData, SigRef,
+    Signature, StackSlot, StackSlotData, StackSlotKind, UserExternalName, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use tessera_dbt::ir::{BinOp, Block, Cond, Op, Terminator, UnOp};
 use tessera_dbt::native::offsets::*;
 use tessera_dbt::native::{
-    CompileInfo, EXIT_INDIRECT, EXIT_LOOKUP, JMP_BITS, JMP_ENTRIES, JMP_ENTRY, JMP_EPOCH, JMP_MODE,
-    JMP_PC, JMP_SIZE, LINK_EPOCH, LINK_TARGET,
+    EXIT_INDIRECT, EXIT_LOOKUP, JMP_BITS, JMP_ENTRIES, JMP_ENTRY, JMP_EPOCH, JMP_MODE, JMP_PC,
+    JMP_SIZE, LINK_EPOCH, LINK_TARGET,
 };
 use tessera_dbt::region::MAX_BLOCKS;
 use tessera_dbt::signals::ATTENTION;
@@ -49,6 +50,35 @@ enum Reg {
     Clean,
     /// In its variable, newer than memory.
     Dirty,
+}
+
+/// A per-vCPU constant in compiled code, left as a placeholder (an 8-byte absolute relocation)
+/// and filled in when a vCPU installs the code: compiled code depends only on the guest code
+/// it was lowered from, so vCPUs running the same code share one compilation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patch {
+    /// Address of the link table of the region's `n`th block.
+    Links(u32),
+    /// Cache index of the region's `n`th block.
+    Index(u32),
+}
+
+impl Patch {
+    fn name(self) -> (u32, u32) {
+        match self {
+            Patch::Links(n) => (1, n),
+            Patch::Index(n) => (2, n),
+        }
+    }
+
+    /// The placeholder a relocation names.
+    pub fn from_name(namespace: u32, index: u32) -> Option<Self> {
+        match namespace {
+            1 => Some(Patch::Links(index)),
+            2 => Some(Patch::Index(index)),
+            _ => None,
+        }
+    }
 }
 
 /// Signature of a compiled block.
@@ -136,11 +166,10 @@ const BACK_EDGE_BUDGET: i64 = 64;
 
 struct Lower<'a, 'f> {
     fb: FunctionBuilder<'f>,
-    region: &'a [(&'a Block, CompileInfo)],
-    /// The region block being lowered: its index in `region`, the block and its info.
+    region: &'a [&'a Block],
+    /// The region block being lowered: its index in `region` and the block.
     cur: usize,
     b: &'a Block,
-    info: CompileInfo,
     cpu: Value,
     /// `icount` at the start of the current run of the current block.
     base: Variable,
@@ -177,8 +206,8 @@ struct Lower<'a, 'f> {
 }
 
 /// The index in `region` of the block starting at `pc`.
-fn member(region: &[(&Block, CompileInfo)], pc: u64) -> Option<usize> {
-    region.iter().position(|(b, _)| b.pc == pc)
+fn member(region: &[&Block], pc: u64) -> Option<usize> {
+    region.iter().position(|b| b.pc == pc)
 }
 
 /// What is in variables at each region block's header: the slots the block names before its
@@ -188,12 +217,12 @@ fn member(region: &[(&Block, CompileInfo)], pc: u64) -> Option<usize> {
 /// else is in memory at the header: an edge into a block writes back what the block does not
 /// keep, so an inner loop carries only its own registers, not its outer loop's. Slots named
 /// after the last internal exit are loaded when used. Second: whether any exit stays inside.
-fn live_in(region: &[(&Block, CompileInfo)]) -> (Vec<Vec<(u8, Reg)>>, bool) {
+fn live_in(region: &[&Block]) -> (Vec<Vec<(u8, Reg)>>, bool) {
     let inside = |t: Option<u64>| t.is_some_and(|t| member(region, t).is_some());
     let mut written = [false; NUM_SLOTS];
     let mut named = Vec::with_capacity(region.len());
     let mut any = false;
-    for (b, _) in region {
+    for b in region {
         let (mut reads, mut writes) = (Vec::new(), Vec::new());
         let term_inside = b.term_targets().any(|t| inside(Some(t)));
         let last_inside = if term_inside {
@@ -343,13 +372,13 @@ fn op_slots(op: &Op, r: &mut Vec<u8>, w: &mut Vec<u8>) {
 /// address, except that a block's exit to itself goes to its next copy (an unrolled loop runs
 /// its copies in turn, the last going back to the first).
 fn edge_target(
-    region: &[(&Block, CompileInfo)],
+    region: &[&Block],
     next_copy: &[Option<usize>],
     from: usize,
     target: u64,
 ) -> Option<usize> {
     match next_copy.get(from).copied().flatten() {
-        Some(t) if region[from].0.pc == target => Some(t),
+        Some(t) if region[from].pc == target => Some(t),
         _ => member(region, target),
     }
 }
@@ -361,12 +390,10 @@ const UNROLL: [(usize, usize); 2] = [(24, 4), (64, 2)];
 
 /// The region with the copies of its small self-looping blocks appended, and for each block
 /// the copy its exits to itself go to.
-fn unrolled<'a>(
-    region: &[(&'a Block, CompileInfo)],
-) -> (Vec<(&'a Block, CompileInfo)>, Vec<Option<usize>>) {
+fn unrolled<'a>(region: &[&'a Block]) -> (Vec<&'a Block>, Vec<Option<usize>>) {
     let mut ext = region.to_vec();
     let mut next_copy = vec![None; region.len()];
-    for (k, &(b, info)) in region.iter().enumerate() {
+    for (k, &b) in region.iter().enumerate() {
         let loops = b.targets().any(|t| t == b.pc);
         let copies = UNROLL
             .iter()
@@ -380,7 +407,7 @@ fn unrolled<'a>(
             next_copy[prev] = Some(ext.len());
             prev = ext.len();
             next_copy.push(None);
-            ext.push((b, info));
+            ext.push(b);
         }
         next_copy[prev] = Some(k);
     }
@@ -389,12 +416,12 @@ fn unrolled<'a>(
 
 /// The region blocks reachable from its head through internal edges (the others are left out:
 /// nothing could jump to their code).
-fn reachable(region: &[(&Block, CompileInfo)], twin: &[Option<usize>]) -> Vec<bool> {
+fn reachable(region: &[&Block], twin: &[Option<usize>]) -> Vec<bool> {
     let mut seen = vec![false; region.len()];
     let mut work = vec![0];
     seen[0] = true;
     while let Some(i) = work.pop() {
-        for t in region[i].0.targets() {
+        for t in region[i].targets() {
             if let Some(j) = edge_target(region, twin, i, t) {
                 if !seen[j] {
                     seen[j] = true;
@@ -411,9 +438,9 @@ fn reachable(region: &[(&Block, CompileInfo)], twin: &[Option<usize>]) -> Vec<bo
 pub fn build_region(
     fctx: &mut FunctionBuilderContext,
     cfg: TargetFrontendConfig,
-    region: &[(&Block, CompileInfo)],
+    region: &[&Block],
 ) -> Option<Function> {
-    let &(b, info) = region.first()?;
+    let &b = region.first()?;
     let region = &region[..region.len().min(MAX_BLOCKS)];
     let (live, internal) = live_in(region);
     let (ext, twin) = unrolled(region);
@@ -423,7 +450,7 @@ pub fn build_region(
     let live: Vec<_> = region
         .iter()
         .enumerate()
-        .map(|(k, (b, _))| {
+        .map(|(k, b)| {
             let original = if k < originals {
                 k
             } else {
@@ -432,8 +459,7 @@ pub fn build_region(
             live[original].clone()
         })
         .collect();
-    let mut func =
-        Function::with_name_signature(UserFuncName::user(0, info.index), block_signature());
+    let mut func = Function::with_name_signature(UserFuncName::user(0, 0), block_signature());
     let mut fb = FunctionBuilder::new(&mut func, fctx);
     let sigs = Sigs {
         block: fb.import_signature(block_signature()),
@@ -464,7 +490,7 @@ pub fn build_region(
     let mut utlb = vec![Vec::new(); region.len()];
     if internal {
         let mut sites = 0;
-        for (k, (b, _)) in region.iter().enumerate() {
+        for (k, b) in region.iter().enumerate() {
             utlb[k] = (0..b.ops.len())
                 .map(|i| {
                     let last = b.insn_of_op(i).1 as usize + 1 >= b.insn_off.len();
@@ -493,7 +519,6 @@ pub fn build_region(
         region,
         cur: 0,
         b,
-        info,
         cpu,
         base,
         vars,
@@ -511,12 +536,12 @@ pub fn build_region(
         sigs,
     };
     let reachable = reachable(region, &twin);
-    for (k, &(b, info)) in region.iter().enumerate() {
+    for (k, &b) in region.iter().enumerate() {
         let copy = k >= originals;
         if !reachable[k] || (!copy && member(region, b.pc) != Some(k)) {
             continue;
         }
-        (l.cur, l.b, l.info) = (k, b, info);
+        (l.cur, l.b) = (k, b);
         l.fb.switch_to_block(l.headers[k]);
         l.regs = [Reg::InMemory; NUM_SLOTS];
         l.called = false; // every edge into a block checked what it had to
@@ -624,13 +649,36 @@ impl Lower<'_, '_> {
         c
     }
 
+    /// The original region member that block `k` of the unrolled region is (or copies).
+    fn original(&self, k: usize) -> u32 {
+        let pc = self.region[k].pc;
+        member(self.region, pc).unwrap_or(k) as u32
+    }
+
+    /// A per-vCPU constant of the code: a placeholder the installer fills in (see [`Patch`]),
+    /// so that one compilation serves every vCPU that runs the same guest code.
+    fn patched(&mut self, what: Patch) -> Value {
+        let (namespace, index) = what.name();
+        let name = self
+            .fb
+            .func
+            .declare_imported_user_function(UserExternalName::new(namespace, index));
+        let gv = self.fb.create_global_value(GlobalValueData::Symbol {
+            name: ExternalName::user(name),
+            offset: Imm64::new(0),
+            colocated: false,
+            tls: false,
+        });
+        self.fb.ins().symbol_value(I64, gv)
+    }
+
     /// The shared return and chain tails, after everything that jumps to them.
     fn shared_tails(&mut self) {
         for k in 0..self.chains.len() {
             let Some(chain) = self.chains[k] else {
                 continue;
             };
-            self.info = self.region[k].1;
+            let member = self.original(k);
             self.fb.switch_to_block(chain);
             let link = self.fb.block_params(chain)[0];
             let pc = self.fb.block_params(chain)[1];
@@ -639,7 +687,7 @@ impl Lower<'_, '_> {
             self.fb.ins().store(mem(), pc, self.cpu, CPU_PC);
             self.ret(EXIT_LOOKUP);
             self.fb.switch_to_block(go);
-            let table = self.fb.ins().iconst(I64, self.info.links as i64);
+            let table = self.patched(Patch::Links(member));
             let epoch = self.fb.ins().load(I64, mem(), table, LINK_EPOCH);
             let env = self.env();
             let current = self.fb.ins().load(I64, mem(), env, ENV_EPOCH);
@@ -659,7 +707,7 @@ impl Lower<'_, '_> {
                 .return_call_indirect(self.sigs.block, next, &[cpu]);
             self.fb.switch_to_block(back);
             self.fb.ins().store(mem(), pc, self.cpu, CPU_PC);
-            let idx = self.fb.ins().iconst(I64, self.info.index as i64);
+            let idx = self.patched(Patch::Index(member));
             self.fb.ins().store(mem(), idx, env, ENV_LAST);
             let code = self.fb.ins().ireduce(I32, link);
             self.fb.ins().jump(self.exit, &[code.into()]);
