@@ -40,6 +40,11 @@ pub struct Cli {
     /// in the device tree. Used by `tessera run`.
     #[arg(long = "shared-ram", value_name = "fd=FD,gpa=ADDR,size=SIZE[,offset=OFF][,memory=no]", value_parser = parse_shared_ram)]
     pub shared_ram: Vec<SharedRamSpec>,
+    /// With --shared-ram: no other CPU process writes that RAM (the machine's only cluster).
+    /// Without it, instruction fences always re-check translated code, as another process may
+    /// have rewritten it. Used by `tessera run`.
+    #[arg(long, requires = "shared_ram")]
+    pub sole_cluster: bool,
     /// One side of a mailbox to another CPU process (see docs/machine-description.md): register
     /// window at REGS, PLIC source IRQ, the shared page memfd, the eventfd that rings the peer and
     /// the one the peer rings, and the message area's address and size. Used by `tessera run`.
@@ -223,6 +228,7 @@ impl Cli {
             RamConfig::Shared {
                 ram: Arc::new(ram),
                 memory,
+                peers: !self.sole_cluster,
             },
             mailboxes,
         ))

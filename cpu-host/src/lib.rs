@@ -78,8 +78,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         for (i, h) in result.harts.iter().enumerate() {
             eprintln!(
                 "tessera-cpu: hart{i}: {} instructions, pc {:#x} ({}-mode), pending lines {:#x}, \
-                 {} blocks translated, {} flushes, {} remaps, {} page remaps, {} code fences, \
-                 {} invalidated",
+                 {} blocks translated, {} flushes, {} remaps, {} page remaps, {} code fences \
+                 ({} more without re-check), {} invalidated",
                 h.icount,
                 h.pc,
                 ["U", "S", "?", "M"][h.privilege as usize & 3],
@@ -89,6 +89,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                 h.cache.remaps,
                 h.cache.page_remaps,
                 h.cache.code_fences,
+                h.cache.quiet_fences,
                 h.cache.invalidated
             );
             let counts = |v: &[u64]| -> String {
@@ -108,11 +109,12 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
             if let Some(t) = &h.tier {
                 let native = h.cache.native_insns;
                 eprintln!(
-                    "tessera-cpu: hart{i}: jit: {} regions compiled ({} blocks, {} refused, {} KiB \
-                     code, {} code resets), {:.3} s compiling; instructions: {} compiled \
-                     ({:.1}%), {} interpreted",
+                    "tessera-cpu: hart{i}: jit: {} regions compiled ({} blocks, {} shared, {} \
+                     refused, {} KiB code, {} code resets), {:.3} s compiling; instructions: {} \
+                     compiled ({:.1}%), {} interpreted",
                     t.compiled,
                     t.compiled + t.merged,
+                    t.shared,
                     t.failed,
                     t.code_bytes >> 10,
                     t.resets,

@@ -625,6 +625,10 @@ impl Supervisor {
                     r.base - layout.ram_base
                 ));
             }
+            if layout.clusters.len() == 1 {
+                // No other CPU process writes its RAM (lets instruction fences be cheap).
+                args.push("--sole-cluster".into());
+            }
             args.extend(["--control-fd".to_owned(), (FIRST_CHILD_FD + 1).to_string()]);
             for d in layout.devices.iter().filter(|d| d.cluster == ci) {
                 let socket = runtime.path().join(format!("{}.sock", d.id));

@@ -64,6 +64,20 @@ pub fn check_regions_formed(stderr: &str) -> Result<(), String> {
     }
 }
 
+/// Instruction fences that needed no re-check of translated code, summed over the harts of
+/// `--stats` output (`N code fences (M more without re-check)`); `None` if there is no such line.
+pub fn quiet_fences(stderr: &str) -> Option<u64> {
+    let mut total = None;
+    for line in stderr.lines() {
+        let Some(end) = line.find(" more without re-check)") else {
+            continue;
+        };
+        let n = line[..end].rsplit('(').next()?.trim().parse::<u64>().ok()?;
+        *total.get_or_insert(0) += n;
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,9 +85,9 @@ mod tests {
     #[test]
     fn stats_lines_are_summed_over_harts() {
         let out = "tessera-cpu: hart0: 10 instructions\n\
-            tessera-cpu: hart0: jit: 34 regions compiled (40 blocks, 0 refused, 57 KiB code, 0 code resets), \
+            tessera-cpu: hart0: jit: 34 regions compiled (40 blocks, 0 shared, 0 refused, 57 KiB code, 0 code resets), \
             0.038 s compiling; instructions: 6301088 compiled (100.0%), 1024 interpreted\n\
-            tessera-cpu: hart1: jit: 2 regions compiled (2 blocks, 0 refused, 1 KiB code, 0 code resets), \
+            tessera-cpu: hart1: jit: 2 regions compiled (2 blocks, 0 shared, 0 refused, 1 KiB code, 0 code resets), \
             0.001 s compiling; instructions: 12 compiled (50.0%), 12 interpreted\n";
         assert_eq!(
             jit_stats(out),
@@ -93,5 +107,18 @@ mod tests {
         assert!(check_regions_formed(out).is_ok(), "40 blocks in 34 regions");
         let single = out.replace("(40 blocks", "(34 blocks");
         assert!(check_regions_formed(&single).is_err());
+    }
+
+    #[test]
+    fn quiet_fences_are_summed_over_harts() {
+        let out =
+            "tessera-cpu: hart0: 9 instructions, pc 0x0 (M-mode), pending lines 0x0, 3 blocks \
+            translated, 0 flushes, 6 remaps, 0 page remaps, 6 code fences (100 more without \
+            re-check), 0 invalidated\n\
+            tessera-cpu: hart1: 9 instructions, pc 0x0 (M-mode), pending lines 0x0, 3 blocks \
+            translated, 0 flushes, 0 remaps, 0 page remaps, 0 code fences (2 more without \
+            re-check), 0 invalidated\n";
+        assert_eq!(quiet_fences(out), Some(102));
+        assert_eq!(quiet_fences("tessera-cpu: total: 5 instructions"), None);
     }
 }

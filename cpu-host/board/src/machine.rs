@@ -14,6 +14,7 @@ use tessera_dbt::cache::{BlockCache, CacheStats};
 use tessera_dbt::mem::{HostRegion, Mmio, PhysMap};
 use tessera_dbt::native::{CodeTier, TierStats};
 use tessera_dbt::reset_gate::ResetGate;
+use tessera_dbt::writers::CodeWriters;
 use tessera_dbt::VcpuSignals;
 use tessera_devices::{
     Aclint, AclintHart, Bus, BusDevice, Clock, FinisherAction, GoldfishRtc, IrqLine, Mailbox,
@@ -90,6 +91,8 @@ pub enum RamConfig {
     Shared {
         ram: Arc<GuestRam>,
         memory: Vec<Region>,
+        /// Other CPU processes (clusters) may write it.
+        peers: bool,
     },
 }
 
@@ -529,7 +532,7 @@ impl Machine {
                     vec![region],
                 )
             }
-            RamConfig::Shared { ram, memory } => {
+            RamConfig::Shared { ram, memory, .. } => {
                 let mut memory = memory.clone();
                 memory.sort_by_key(|r| r.base);
                 if memory.is_empty() {
@@ -745,6 +748,18 @@ impl Machine {
         add(memmap::UART0, uart.clone())?;
         // The PCIe host bridge, with the virtio-pci and vfio-user functions on its root bus:
         // those given a slot first, then the others on the free slots in order.
+        // Who besides the harts writes guest RAM: other clusters, vfio-user devices (given
+        // their DMA mappings as they connect) and vhost-user devices once they get the memory
+        // table (see tessera_dbt::writers).
+        let peers = matches!(cfg.ram, RamConfig::Shared { peers: true, .. });
+        let writers = Arc::new(CodeWriters::new(
+            cfg.harts as usize,
+            peers || !cfg.vfio_user.is_empty(),
+        ));
+        let memory_shared: Arc<dyn Fn() + Send + Sync> = {
+            let w = writers.clone();
+            Arc::new(move || w.set_external())
+        };
         let mut pcie = tessera_devices::pci::PcieHost::new();
         let pci_vhost: Vec<&VhostUserSpec> = cfg
             .vhost_user
@@ -762,6 +777,7 @@ impl Machine {
                             kind: spec.kind.name(),
                             source,
                         })?;
+                backend.on_memory_shared(memory_shared.clone());
                 // The slot is known only once chosen; its INTA line depends on it.
                 let slot = pci_slot(&pcie, spec.pci_slot)?;
                 let irq = plic.source(tessera_devices::pci::intx_irq(slot, 1));
@@ -818,6 +834,7 @@ impl Machine {
                                 slot: slot.index,
                                 source,
                             })?;
+                    backend.on_memory_shared(memory_shared.clone());
                     let irq = plic.source(slot.node.irq);
                     Arc::new(VirtioMmio::new(Box::new(backend), irq))
                 }
@@ -882,14 +899,16 @@ impl Machine {
             .map(|h| {
                 let c = clock.clone();
                 let timer = aclint.clone();
-                Hart::new(HartConfig {
+                let mut hart = Hart::new(HartConfig {
                     hartid: h as u64,
                     reset_pc: memmap::MROM.base,
                     phys: phys.clone(),
                     signals: signals[h].clone(),
                     time: Arc::new(move || c.now_ticks()),
                     stimecmp: Arc::new(move |cmp| timer.set_stimecmp(h, cmp)),
-                })
+                });
+                hart.cpu.writers = Some((writers.clone(), h));
+                hart
             })
             .collect();
 

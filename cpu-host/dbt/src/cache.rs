@@ -30,6 +30,9 @@ pub struct CacheStats {
     pub full_flushes: u64,
     /// Instruction-cache fences (blocks re-checked, not dropped).
     pub code_fences: u64,
+    /// Instruction-cache fences that needed no re-check (nobody else could have written; see
+    /// [`crate::writers`]).
+    pub quiet_fences: u64,
     /// Address-translation changes (new epochs).
     pub remaps: u64,
     /// Changes of one page's translation.

@@ -352,7 +352,7 @@ fn boundary_requests<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &Vcpu
         cache.flush();
         c.code_pages.clear();
         c.smc_writes.clear();
-    } else if req & request::CODE_FENCE != 0 {
+    } else if req & request::CODE_FENCE != 0 && fence_must_recheck(c, cache) {
         cache.fence_code();
     } else if req & request::REMAP != 0 {
         cache.remap();
@@ -372,6 +372,27 @@ fn boundary_requests<G: Guest>(g: &mut G, cache: &mut BlockCache, signals: &Vcpu
     }
     if req & request::WAIT != 0 {
         let mask = c.wake_mask;
+        if let Some((w, i)) = &c.writers {
+            w.parked(*i);
+        }
         signals.wait_for(mask);
+        if let Some((w, i)) = &c.writers {
+            w.running(*i);
+        }
     }
+}
+
+/// Whether an instruction fence must start a new code epoch (every block compared with memory
+/// again): unless nobody but this vCPU can have written guest memory since its last fence (its
+/// own stores to code were caught as they happened). See [`crate::writers`].
+fn fence_must_recheck(c: &mut crate::state::CpuState, cache: &mut BlockCache) -> bool {
+    let Some((w, i)) = &c.writers else {
+        return true;
+    };
+    let (recheck, stamp) = w.fence(*i, c.fence_stamp);
+    c.fence_stamp = stamp;
+    if !recheck {
+        cache.stats.quiet_fences += 1;
+    }
+    recheck
 }

@@ -20,6 +20,7 @@ pub mod reset_gate;
 pub mod signals;
 pub mod state;
 pub mod tlb;
+pub mod writers;
 
 pub use guest::{Guest, Trapped};
 pub use ir::{BinOp, Block, BlockBuilder, Cond, Op, Slot, Terminator, UnOp};

@@ -2,7 +2,9 @@
 //! so generated code can address them at fixed offsets. The ISA's hart embeds it as its first field.
 
 use crate::tlb::Tlb;
+use crate::writers::CodeWriters;
 use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
 
 /// Code is tracked in chunks of this many bytes (64 per page, one bit each).
 pub const CODE_CHUNK: u64 = 64;
@@ -88,6 +90,12 @@ pub struct CpuState {
     /// Virtual pages whose translation changed since the last boundary (see
     /// [`request::REMAP_PAGES`]); the ISA requests a full remap instead when there are many.
     pub remap_pages: Vec<u64>,
+    /// Who else may write guest memory, and this vCPU's index there: lets an instruction fence
+    /// skip re-checking translated code when nobody else can have written (see
+    /// [`crate::writers`]). `None`: every fence re-checks.
+    pub writers: Option<(Arc<CodeWriters>, usize)>,
+    /// What the last fence returned (see [`CodeWriters::fence`]).
+    pub fence_stamp: u64,
 }
 
 impl Default for CpuState {
@@ -113,6 +121,8 @@ impl CpuState {
             code_pages: HashMap::default(),
             smc_writes: Vec::new(),
             remap_pages: Vec::new(),
+            writers: None,
+            fence_stamp: 0,
         }
     }
 

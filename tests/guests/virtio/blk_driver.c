@@ -1,7 +1,8 @@
 /* A virtio-blk driver exercising a vhost-user block backend end to end, on two queues:
  * GET_ID, writes read back on the other queue, FLUSH, WRITE_ZEROES, DISCARD, a read past the
  * end (IOERR) and an unknown request type (UNSUPP). Expects a 1 MiB (2048-sector) image; leaves
- * sector 200 filled with (i * 7 + 3) & 0xff for the host to check. Virtio 1.2 §5.2. */
+ * sector 200 filled with (i * 7 + 3) & 0xff for the host to check; then runs code the device read
+ * into memory (after fence.i, as a kernel loading code from disk would). Virtio 1.2 §5.2. */
 #include "virtio.h"
 
 #define VIRTIO_ID_BLOCK 2
@@ -30,6 +31,16 @@ static struct range rng __attribute__((aligned(16)));
 static u8 status;
 static u8 buf[4096] __attribute__((aligned(4096)));
 static u8 buf2[4096] __attribute__((aligned(4096)));
+/* A routine the device overwrites (see main). */
+static u32 code[1024] __attribute__((aligned(4096)));
+#define ADDI_A0(imm) (0x00000513u | ((u32)(imm) << 20)) /* addi a0, zero, imm */
+#define RET 0x00008067u
+
+static long call_code(void)
+{
+    long (*fn)(void) = (long (*)(void))(void *)code;
+    return fn();
+}
 
 /* One request with an optional data buffer; returns the status byte (or 0xff on timeout). */
 static int request(int q, u32 type, u64 sector, void *data, u32 len, int device_writes)
@@ -103,6 +114,23 @@ int main(void)
         buf[i] = (u8)(i * 7 + 3);
     CHECK_EQ(request(1, T_OUT, 200, buf, 512, 0), S_OK, 20);
     CHECK_EQ(request(0, T_FLUSH, 0, 0, 0, 0), S_OK, 21);
+
+    /* Code the device brings in: a routine runs (and is translated), then a read from the disk
+     * (sector 110) overwrites it, then fence.i: the new routine must run. The device writes
+     * guest RAM behind the vCPU's back, so the fence must not trust what was translated. */
+    code[0] = ADDI_A0(1);
+    code[1] = RET;
+    asm volatile("fence.i" ::: "memory");
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ(call_code(), 1, 22);
+    for (int i = 0; i < 512; i++)
+        buf[i] = 0;
+    ((u32 *)buf)[0] = ADDI_A0(2);
+    ((u32 *)buf)[1] = RET;
+    CHECK_EQ(request(0, T_OUT, 110, buf, 512, 0), S_OK, 23);
+    CHECK_EQ(request(1, T_IN, 110, code, 512, 1), S_OK, 24);
+    asm volatile("fence.i" ::: "memory");
+    CHECK_EQ(call_code(), 2, 25);
     puts_("virtio-blk driver: all requests OK\n");
     return 0;
 }
