@@ -507,3 +507,74 @@ impl CodeTier for JitTier {
         self.stats
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_dbt::ir::{Op, Terminator};
+
+    fn block(pc: u64) -> Block {
+        Block {
+            pc,
+            mode: 3,
+            ops: vec![Op::AddI { d: 5, a: 5, imm: 1 }],
+            term: Terminator::Jump { target: pc + 4 },
+            n_insns: 1,
+            op_insn: vec![0],
+            insn_off: vec![0],
+            code: vec![],
+            phys_pc: pc,
+            cross_page: None,
+            bytes: vec![0x93, 0x82, 0x12, 0x00],
+        }
+    }
+
+    #[test]
+    fn one_compilation_serves_every_vcpu_with_its_own_constants() {
+        if !Jit::supported() {
+            eprintln!("skipped: no Cranelift backend for this host");
+            return;
+        }
+        let mut c = Compiler::new().expect("compiler");
+        let shared = SharedCode::default();
+        let b = block(0x8000_0000);
+        let (first, was_shared) = c.compile_shared(&shared, &[&b]);
+        let first = first.expect("compiled");
+        assert!(!was_shared);
+        // A block that chains names its link table and its index (the two per-vCPU constants).
+        assert!(first.patches.iter().any(|p| p.1 == Patch::Links(0)));
+        assert!(first.patches.iter().any(|p| p.1 == Patch::Index(0)));
+        let (again, was_shared) = c.compile_shared(&shared, &[&b]);
+        assert!(was_shared, "the second vCPU compiles nothing");
+        assert!(Arc::ptr_eq(&first, &again.expect("found")));
+        let mine = CompileInfo {
+            index: 7,
+            links: 0x1234_5678_9abc,
+        };
+        let theirs = CompileInfo {
+            index: 9,
+            links: 0x4321_8765_cba9,
+        };
+        let (a, z) = (
+            first.patched(&[mine]).expect("patched"),
+            first.patched(&[theirs]).expect("patched"),
+        );
+        for &(off, what, addend) in &first.patches {
+            let at = off as usize;
+            let read = |code: &[u8]| u64::from_le_bytes(code[at..at + 8].try_into().expect("8"));
+            let (want_a, want_z) = match what {
+                Patch::Links(_) => (mine.links as u64, theirs.links as u64),
+                Patch::Index(_) => (mine.index as u64, theirs.index as u64),
+            };
+            assert_eq!(read(&a), want_a.wrapping_add(addend as u64));
+            assert_eq!(read(&z), want_z.wrapping_add(addend as u64));
+        }
+        // Everything but the placeholders is the same code.
+        let mut same = a.clone();
+        for &(off, _, _) in &first.patches {
+            let at = off as usize;
+            same[at..at + 8].copy_from_slice(&z[at..at + 8]);
+        }
+        assert_eq!(same, z);
+    }
+}
