@@ -160,9 +160,22 @@ pub struct Csrs {
     pub satp: u64,
     pub pmpcfg: [u8; NUM_PMP],
     pub pmpaddr: [u64; NUM_PMP],
+    /// The active PMP entries decoded, lowest-numbered first (see [`PmpRule`]): what
+    /// `pmp_allows` walks on every TLB refill and page-table read. Rebuilt by
+    /// [`Csrs::decode_pmp`] whenever `pmpcfg` or `pmpaddr` change.
+    pub pmp_rules: [PmpRule; NUM_PMP],
+    pub pmp_active: usize,
     /// `mcycle`/`minstret` are the instruction count plus these (writes adjust them).
     pub cycle_offset: u64,
     pub instret_offset: u64,
+}
+
+/// An active PMP entry as an address range: bytes `[lo, hi)`, with its `pmpcfg` byte.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PmpRule {
+    pub lo: u64,
+    pub hi: u64,
+    pub cfg: u8,
 }
 
 impl Default for Csrs {
@@ -199,9 +212,39 @@ impl Csrs {
             satp: 0,
             pmpcfg: [0; NUM_PMP],
             pmpaddr: [0; NUM_PMP],
+            pmp_rules: [PmpRule::default(); NUM_PMP],
+            pmp_active: 0,
             cycle_offset: 0,
             instret_offset: 0,
         }
+    }
+
+    /// Rebuild [`Csrs::pmp_rules`] from `pmpcfg`/`pmpaddr` (TOR, NA4 and NAPOT ranges; entries
+    /// with A = OFF are left out, keeping the order of the others).
+    pub fn decode_pmp(&mut self) {
+        let mut n = 0;
+        for i in 0..NUM_PMP {
+            let cfg = self.pmpcfg[i];
+            let (lo, hi) = match (cfg >> 3) & 3 {
+                0 => continue,
+                1 => {
+                    let lo = if i == 0 { 0 } else { self.pmpaddr[i - 1] << 2 };
+                    (lo, self.pmpaddr[i] << 2)
+                }
+                2 => {
+                    let lo = self.pmpaddr[i] << 2;
+                    (lo, lo + 4)
+                }
+                _ => {
+                    let ones = self.pmpaddr[i].trailing_ones();
+                    let lo = (self.pmpaddr[i] & !((1u64 << ones.min(63)) - 1)) << 2;
+                    (lo, lo.saturating_add(8u64 << ones.min(60)))
+                }
+            };
+            self.pmp_rules[n] = PmpRule { lo, hi, cfg };
+            n += 1;
+        }
+        self.pmp_active = n;
     }
 }
 
@@ -480,6 +523,7 @@ impl Hart {
                     }
                 }
                 if c.pmpcfg != before {
+                    c.decode_pmp();
                     // Permissions changed: cached permissions and translated code go. (Firmware
                     // rewrites the same values often, e.g. OpenSBI at every hart start.)
                     self.cpu.flush_tlb();
@@ -496,6 +540,7 @@ impl Hart {
                         .is_some_and(|n| n & 0x80 != 0 && (n >> 3) & 3 == 1);
                     if !locked && !next_locks_tor && c.pmpaddr[i] != v & PMPADDR_MASK {
                         c.pmpaddr[i] = v & PMPADDR_MASK;
+                        c.decode_pmp();
                         // Only an address some active entry uses changes permissions (OpenSBI
                         // probes every pmpaddr with all entries off at each hart's start).
                         let active = (c.pmpcfg[i] >> 3) & 3 != 0

@@ -82,31 +82,14 @@ impl Hart {
     pub fn pmp_allows(&self, paddr: u64, len: u64, access: AccessType, priv_: Priv) -> bool {
         let c = &self.csr;
         let end = paddr.saturating_add(len);
-        for i in 0..c.pmpcfg.len() {
-            let cfg = c.pmpcfg[i];
-            let (lo, hi) = match (cfg >> 3) & 3 {
-                0 => continue,
-                1 => {
-                    let lo = if i == 0 { 0 } else { c.pmpaddr[i - 1] << 2 };
-                    (lo, c.pmpaddr[i] << 2)
-                }
-                2 => {
-                    let lo = c.pmpaddr[i] << 2;
-                    (lo, lo + 4)
-                }
-                _ => {
-                    let ones = c.pmpaddr[i].trailing_ones();
-                    let lo = (c.pmpaddr[i] & !((1u64 << ones) - 1)) << 2;
-                    (lo, lo.saturating_add(8u64 << ones.min(60)))
-                }
-            };
-            if end <= lo || paddr >= hi {
+        for r in &c.pmp_rules[..c.pmp_active.min(c.pmp_rules.len())] {
+            if end <= r.lo || paddr >= r.hi {
                 continue; // no byte matches
             }
-            if paddr < lo || end > hi {
+            if paddr < r.lo || end > r.hi {
                 return false; // matches only part of the access
             }
-            if priv_ == Priv::M && cfg & 0x80 == 0 {
+            if priv_ == Priv::M && r.cfg & 0x80 == 0 {
                 return true;
             }
             let bit = match access {
@@ -114,7 +97,7 @@ impl Hart {
                 AccessType::Store => 2,
                 AccessType::Fetch => 4,
             };
-            return cfg & bit != 0;
+            return r.cfg & bit != 0;
         }
         priv_ == Priv::M
     }
