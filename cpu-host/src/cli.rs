@@ -110,6 +110,11 @@ pub struct Cli {
     /// `--tier auto`: background compiler threads.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jit_threads: u32,
+    /// `--tier auto|jit`: blocks are first compiled quickly (no optimizer), and again with
+    /// every optimization after their quick code ran this many times (entries, and every 64
+    /// loop iterations). 0: compile fully from the start.
+    #[arg(long, value_name = "N", default_value_t = tessera_board::machine::DEFAULT_JIT_UPGRADE_AFTER)]
+    pub jit_upgrade_after: u32,
 }
 
 /// `--tier`.
@@ -278,6 +283,7 @@ impl Cli {
             cfg.threshold = self.jit_threshold;
             cfg.threads = self.jit_threads as usize;
         }
+        cfg.upgrade_after = self.jit_upgrade_after as i64;
         Some(cfg)
     }
 }

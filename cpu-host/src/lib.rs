@@ -110,11 +110,12 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                 let native = h.cache.native_insns;
                 eprintln!(
                     "tessera-cpu: hart{i}: jit: {} regions compiled ({} blocks, {} shared, {} \
-                     refused, {} KiB code, {} code resets), {:.3} s compiling; instructions: {} \
-                     compiled ({:.1}%), {} interpreted",
+                     upgraded, {} refused, {} KiB code, {} code resets), {:.3} s compiling; \
+                     instructions: {} compiled ({:.1}%), {} interpreted",
                     t.compiled,
                     t.compiled + t.merged,
                     t.shared,
+                    t.upgraded,
                     t.failed,
                     t.code_bytes >> 10,
                     t.resets,

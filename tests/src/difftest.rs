@@ -1457,18 +1457,26 @@ impl Emulator for Qemu {
 pub struct TesseraCpu {
     pub binary: PathBuf,
     pub tier: Option<&'static str>,
+    /// More `tessera-cpu` arguments.
+    pub extra: &'static [&'static str],
 }
 
 impl Emulator for TesseraCpu {
     fn name(&self) -> String {
-        match self.tier {
+        let tier = match self.tier {
             Some(t) => format!("tessera --tier {t}"),
             None => "tessera".into(),
-        }
+        };
+        [tier]
+            .into_iter()
+            .chain(self.extra.iter().map(|s| s.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
     fn run(&self, elf: &Path, timeout: Duration) -> Result<Dump> {
         let mut cmd = Command::new(&self.binary);
         cmd.args(["--bios", "none", "--serial", "stdio"]);
+        cmd.args(self.extra);
         if let Some(t) = self.tier {
             cmd.args(["--tier", t]);
         }
@@ -1856,7 +1864,7 @@ mod tests {
 
     #[test]
     fn generator_covers_the_instruction_classes() {
-        let text: String = (0..300)
+        let text: String = (0..600)
             .map(|i| generate_sequence(1, i))
             .flat_map(|s| s.units.into_iter().flatten())
             .map(|l| l + "\n")

@@ -9,6 +9,8 @@ pub struct JitStats {
     pub regions: u64,
     /// Blocks in them.
     pub blocks: u64,
+    /// Full compilations of quick code.
+    pub upgraded: u64,
     pub compiled_insns: u64,
     pub interpreted_insns: u64,
 }
@@ -32,6 +34,7 @@ pub fn jit_stats(stderr: &str) -> Option<JitStats> {
         let t = total.get_or_insert_with(JitStats::default);
         t.regions += num_before(head, " regions compiled")?;
         t.blocks += num_before(head, " blocks,")?;
+        t.upgraded += num_before(head, " upgraded,").unwrap_or(0);
         t.compiled_insns += num_before(compiled, " compiled")?;
         t.interpreted_insns += num_before(interpreted, " interpreted")?;
     }
@@ -85,15 +88,16 @@ mod tests {
     #[test]
     fn stats_lines_are_summed_over_harts() {
         let out = "tessera-cpu: hart0: 10 instructions\n\
-            tessera-cpu: hart0: jit: 34 regions compiled (40 blocks, 0 shared, 0 refused, 57 KiB code, 0 code resets), \
+            tessera-cpu: hart0: jit: 34 regions compiled (40 blocks, 0 shared, 3 upgraded, 0 refused, 57 KiB code, 0 code resets), \
             0.038 s compiling; instructions: 6301088 compiled (100.0%), 1024 interpreted\n\
-            tessera-cpu: hart1: jit: 2 regions compiled (2 blocks, 0 shared, 0 refused, 1 KiB code, 0 code resets), \
+            tessera-cpu: hart1: jit: 2 regions compiled (2 blocks, 0 shared, 0 upgraded, 0 refused, 1 KiB code, 0 code resets), \
             0.001 s compiling; instructions: 12 compiled (50.0%), 12 interpreted\n";
         assert_eq!(
             jit_stats(out),
             Some(JitStats {
                 regions: 36,
                 blocks: 42,
+                upgraded: 3,
                 compiled_insns: 6301100,
                 interpreted_insns: 1036
             })

@@ -46,6 +46,7 @@ fn random_sequences_match_qemu(kind: Kind, count_var: &'static str, dir: &str) {
         _ => Box::new(TesseraCpu {
             binary: bin_path("tessera-cpu"),
             tier: None,
+            extra: &[],
         }),
     };
     let cfg = Config {

@@ -59,10 +59,13 @@ impl Runner {
                 // `--stats` so the run can show that the tier asked for ran.
                 match tier {
                     Some("background") => {
+                        // Quick code at once, its full compilation soon after.
                         c.args(["--stats", "--tier", "auto", "--jit-threshold", "1"]);
+                        c.args(["--jit-upgrade-after", "100"]);
                     }
                     Some("regions") => {
-                        c.args(["--stats", "--tier", "jit"]);
+                        // Quick code first, its full compilation once it ran a while.
+                        c.args(["--stats", "--tier", "jit", "--jit-upgrade-after", "100"]);
                     }
                     Some(t) => {
                         c.args(["--stats", "--tier", t]);
@@ -136,7 +139,14 @@ fn run_guest(
         return match (runner, tier) {
             (Runner::Tessera, Some("regions")) => {
                 tessera_tests::tier::check_regions_formed(&res.stderr)
-                    .map_err(|e| format!("{}: {e}", prog.name).into())
+                    .map_err(|e| format!("{}: {e}", prog.name))?;
+                // Their loops run long enough for quick code to be compiled again, fully.
+                match tessera_tests::tier::jit_stats(&res.stderr) {
+                    Some(s) if s.upgraded > 0 => Ok(()),
+                    s => Err(
+                        format!("{}: no quick code was compiled fully ({s:?})", prog.name).into(),
+                    ),
+                }
             }
             (Runner::Tessera, Some(t)) => {
                 tessera_tests::tier::check_tier_ran(t, &res.stderr)

@@ -1,9 +1,11 @@
 //! Tier differential test: seeded random instruction sequences (integer, M, A with LR/SC,
 //! Zba/Zbb/Zbc/Zbkb/Zbs, Zicond, loads/stores across a page boundary, branches, jumps, nested
-//! loops that compile as multi-block regions, traps, compressed forms, and F/D with their flags) run on `tessera-cpu --tier interp`, the oracle,
-//! and on `--tier jit`, where every block is compiled by Cranelift before it runs. Register
-//! files, a hash of the scratch memory and every trap (cause, epc, tval) must be equal. A
-//! difference is minimised to the instructions that show it, as in the QEMU difftest.
+//! loops that compile as multi-block regions, traps, compressed forms, and F/D with their
+//! flags) run on `tessera-cpu --tier interp`, the oracle, and on `--tier jit`, where every block
+//! is compiled by Cranelift before it runs (fully; or quickly first, then fully once it ran
+//! twice). Register files, a hash of the scratch memory and every trap (cause, epc, tval) must
+//! be equal. A difference is minimised to the instructions that show it, as in the QEMU
+//! difftest.
 //!
 //! Environment:
 //! - `TESSERA_TIER_DIFFTEST_SEED` master seed (default fixed)
@@ -20,16 +22,29 @@ use tessera_tests::{bin_path, run_with_timeout};
 
 const DEFAULT_SEED: u64 = 0x7e55_e7a0_0007_1e51;
 
-fn run(kind: Kind, count_var: &'static str, default: usize, dir: &str) {
+/// Compiled code of both kinds: full from the start, or quick first and full after two runs
+/// (loops run both, and the switch between them).
+const FULL: &[&str] = &["--jit-upgrade-after", "0"];
+const QUICK_THEN_FULL: &[&str] = &["--jit-upgrade-after", "2"];
+
+fn run(
+    kind: Kind,
+    count_var: &'static str,
+    default: usize,
+    dir: &str,
+    jit_args: &'static [&'static str],
+) {
     let seed = env_u64("TESSERA_TIER_DIFFTEST_SEED").unwrap_or(DEFAULT_SEED);
     let count = env_u64(count_var).map_or(default, |c| c as usize);
     let interp = TesseraCpu {
         binary: bin_path("tessera-cpu"),
         tier: Some("interp"),
+        extra: &[],
     };
     let jit = TesseraCpu {
         binary: bin_path("tessera-cpu"),
         tier: Some("jit"),
+        extra: jit_args,
     };
     let cfg = Config {
         seed,
@@ -60,6 +75,7 @@ fn run(kind: Kind, count_var: &'static str, default: usize, dir: &str) {
                     .args([
                         "--bios", "none", "--serial", "stdio", "--stats", "--tier", "jit",
                     ])
+                    .args(jit_args)
                     .arg("--kernel")
                     .arg(&elf),
                 Duration::from_secs(60),
@@ -68,9 +84,17 @@ fn run(kind: Kind, count_var: &'static str, default: usize, dir: &str) {
             if let Err(e) = tessera_tests::tier::check_tier_ran("jit", &out.stderr) {
                 panic!("{}: {e}", elf.display());
             }
+            if jit_args == QUICK_THEN_FULL {
+                let upgraded = tessera_tests::tier::jit_stats(&out.stderr).map(|s| s.upgraded);
+                assert!(
+                    upgraded.unwrap_or(0) > 0,
+                    "{}: no quick code was compiled fully ({upgraded:?})",
+                    elf.display()
+                );
+            }
             eprintln!(
-                "tier difftest ({kind:?}): {} sequences ({} units) in {} programs match between \
-                 the interpreter and the JIT (seed {seed:#x}) in {:.1?}",
+                "tier difftest ({kind:?}, jit {jit_args:?}): {} sequences ({} units) in {} \
+                 programs match between the interpreter and the JIT (seed {seed:#x}) in {:.1?}",
                 s.sequences,
                 s.units,
                 s.programs,
@@ -88,6 +112,18 @@ fn jit_matches_interpreter_on_random_integer_sequences() {
         "TESSERA_TIER_DIFFTEST_COUNT",
         3000,
         "tier-difftest",
+        FULL,
+    );
+}
+
+#[test]
+fn quick_jit_matches_interpreter_on_random_integer_sequences() {
+    run(
+        Kind::Integer,
+        "TESSERA_TIER_DIFFTEST_COUNT",
+        3000,
+        "tier-difftest-quick",
+        QUICK_THEN_FULL,
     );
 }
 
@@ -98,5 +134,6 @@ fn jit_matches_interpreter_on_random_fp_sequences() {
         "TESSERA_TIER_DIFFTEST_FP_COUNT",
         2000,
         "tier-difftest-fp",
+        QUICK_THEN_FULL,
     );
 }

@@ -22,7 +22,10 @@ use tessera_devices::{
 };
 use tessera_isa_riscv64::{irq, Hart, HartConfig};
 use tessera_jit::{Jit, JitTier};
-pub use tessera_jit::{JitConfig, TierMode, DEFAULT_THRESHOLD as DEFAULT_JIT_THRESHOLD};
+pub use tessera_jit::{
+    JitConfig, TierMode, DEFAULT_THRESHOLD as DEFAULT_JIT_THRESHOLD,
+    DEFAULT_UPGRADE_AFTER as DEFAULT_JIT_UPGRADE_AFTER,
+};
 use tessera_shm::GuestRam;
 pub use tessera_transport::vhost_user::Kind as VhostKind;
 use tessera_transport::vhost_user::VhostUserDevice;

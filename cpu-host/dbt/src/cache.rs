@@ -82,6 +82,8 @@ pub struct BlockCache {
     native: Vec<usize>,
     /// The chain links compiled code follows, for blocks handed to a compiler.
     tables: Vec<Option<Box<LinkTable>>>,
+    /// Runs of quick code before its full compilation (see [`crate::native::CodeTier`]).
+    pub upgrade_after: i64,
     /// The jump cache compiled code probes on indirect jumps (boxed: its address is in
     /// `NativeEnv::jmp`).
     native_jmp: Box<[NativeJmp]>,
@@ -117,6 +119,7 @@ impl BlockCache {
             heat: Vec::new(),
             native: Vec::new(),
             tables: Vec::new(),
+            upgrade_after: i64::MAX,
             native_jmp: vec![NativeJmp::EMPTY; JMP_ENTRIES].into_boxed_slice(),
             regions: HashMap::default(),
             dependents: HashMap::default(),
@@ -130,7 +133,7 @@ impl BlockCache {
     }
 
     #[inline(always)]
-    fn is_valid(&self, idx: u32) -> bool {
+    pub fn is_valid(&self, idx: u32) -> bool {
         self.valid.get(idx as usize).copied().unwrap_or(false)
     }
 
@@ -312,6 +315,7 @@ impl BlockCache {
             if t.epoch != epoch {
                 *t.as_mut() = LinkTable {
                     epoch,
+                    heat: t.heat,
                     ..LinkTable::default()
                 };
             }
@@ -456,7 +460,21 @@ impl BlockCache {
         }
         self.release_region(idx);
         if let Some(e) = self.native.get_mut(idx as usize) {
+            // Replacing code (a full compilation of quick code): the jump cache goes to the
+            // new code too.
+            if let (Some(j), Some(b)) = (
+                self.native_jmp
+                    .get_mut(jmp_index(self.blocks[idx as usize].pc)),
+                self.blocks.get(idx as usize),
+            ) {
+                if *e != 0 && j.entry == *e as u64 && j.pc == b.pc {
+                    j.entry = entry as u64;
+                }
+            }
             *e = entry;
+        }
+        if let Some(Some(t)) = self.tables.get_mut(idx as usize) {
+            t.heat = self.upgrade_after; // what quick code counts down
         }
         self.set_heat(idx, HEAT_NEVER);
         let incoming = self.incoming.get(idx as usize).cloned().unwrap_or_default();
@@ -466,6 +484,13 @@ impl BlockCache {
             {
                 self.set_table_link(from, n, entry as u64);
             }
+        }
+    }
+
+    /// Quick code of block `idx` counts down from `heat` again before asking for an upgrade.
+    pub fn set_upgrade_heat(&mut self, idx: u32, heat: i64) {
+        if let Some(Some(t)) = self.tables.get_mut(idx as usize) {
+            t.heat = heat;
         }
     }
 

@@ -148,12 +148,17 @@ fn run_tiered<G: Guest>(
     let mut env = native::env_for(g, signals.pending_word(), cache.native_jmp());
     let mut tier_generation = cache.generation();
     let threshold = tier.threshold();
+    cache.upgrade_after = tier.upgrade_after();
     let mut since_poll = 0u32;
     loop {
         if boundary(g, cache, signals) {
             return;
         }
         install_compiled(g, cache, tier, &mut tier_generation);
+        let hot = std::mem::take(&mut g.cpu().upgrade);
+        if hot != 0 {
+            upgrade(g, cache, tier, (hot - 1) as u32, &mut tier_generation);
+        }
         let Some(mut idx) = find_or_translate(g, cache) else {
             continue;
         };
@@ -237,7 +242,7 @@ fn compile<G: Guest>(
     }
     let region: Vec<_> = members.iter().map(|&m| cache.get(m)).zip(infos).collect();
     if threshold == 0 {
-        let entry = tier.compile_now(&region);
+        let entry = tier.compile_now(&region, tier.upgrade_after() == 0);
         cache.set_region(idx, &members[1..]);
         match entry {
             Some(entry) => cache.set_native(idx, entry),
@@ -248,11 +253,52 @@ fn compile<G: Guest>(
             }
             None => cache.refuse(idx),
         }
-    } else if tier.submit(&region, cache.generation()) {
+    } else if tier.submit(&region, cache.generation(), tier.upgrade_after() == 0) {
         cache.set_heat(idx, HEAT_PENDING);
         cache.set_region(idx, &members[1..]);
     } else {
         cache.set_heat(idx, 0); // the queue is full: count again
+    }
+}
+
+/// Quick code of block `idx` got hot: compile its region (the same blocks) fully (in the
+/// background, or now with threshold 0). Its quick code runs meanwhile, and stays if the full
+/// compilation fails.
+fn upgrade<G: Guest>(
+    g: &mut G,
+    cache: &mut BlockCache,
+    tier: &mut dyn CodeTier,
+    idx: u32,
+    tier_generation: &mut u64,
+) {
+    if !cache.is_valid(idx) || cache.native(idx).is_none() {
+        return; // dropped meanwhile (with its region: a member died)
+    }
+    let mut members = vec![idx];
+    members.extend_from_slice(cache.region(idx));
+    if members.iter().any(|&m| !cache.is_valid(m)) {
+        return;
+    }
+    let mut infos = Vec::with_capacity(members.len());
+    for &m in &members {
+        let Some(links) = cache.link_table(m) else {
+            return;
+        };
+        infos.push(CompileInfo { index: m, links });
+    }
+    let region: Vec<_> = members.iter().map(|&m| cache.get(m)).zip(infos).collect();
+    if tier.threshold() == 0 {
+        match tier.compile_now(&region, true) {
+            Some(entry) => cache.set_native(idx, entry),
+            None if tier.wants_reset() => {
+                flush_all(g, cache);
+                sync_generation(cache, tier, tier_generation);
+            }
+            None => {}
+        }
+    } else if !tier.submit(&region, cache.generation(), true) {
+        // The queue is full: count again.
+        cache.set_upgrade_heat(idx, cache.upgrade_after);
     }
 }
 
@@ -265,12 +311,14 @@ fn install_compiled<G: Guest>(
 ) {
     sync_generation(cache, tier, tier_generation);
     let generation = cache.generation();
-    tier.poll(&mut |idx, gen, entry| {
+    tier.poll(&mut |idx, gen, entry, full| {
         if gen != generation {
             return; // compiled for blocks a flush dropped
         }
         match entry {
             Some(e) => cache.set_native(idx, e),
+            // A failed upgrade keeps the quick code (and the region it depends on).
+            None if full && cache.native(idx).is_some() => {}
             None => cache.refuse(idx),
         }
     });

@@ -100,6 +100,7 @@ pub mod offsets {
     pub const CPU_NATIVE_ENV: i32 = offset_of!(CpuState, native_env) as i32;
     pub const CPU_CALL_STATUS: i32 = offset_of!(CpuState, call_status) as i32;
     pub const CPU_CALL_OUT: i32 = offset_of!(CpuState, call_out) as i32;
+    pub const CPU_UPGRADE: i32 = offset_of!(CpuState, upgrade) as i32;
     pub const CPU_TLB_ENTRIES: i32 = (offset_of!(CpuState, tlb) + offset_of!(Tlb, entries)) as i32;
     pub const TLB_ENTRY_SIZE: i64 = std::mem::size_of::<TlbEntry>() as i64;
     pub const TLB_READ: i32 = offset_of!(TlbEntry, read) as i32;
@@ -115,6 +116,10 @@ pub mod offsets {
 pub struct LinkTable {
     pub epoch: u64,
     pub target: [u64; MAX_LINKS],
+    /// Quickly compiled code counts its runs down from [`CodeTier::upgrade_after`] here (the
+    /// region head's table): at zero it asks for the full compilation
+    /// ([`crate::state::request::UPGRADE`]).
+    pub heat: i64,
 }
 
 /// An entry of the jump cache compiled code probes on an indirect jump: the compiled block for
@@ -156,6 +161,7 @@ pub const JMP_SIZE: i64 = std::mem::size_of::<NativeJmp>() as i64;
 
 pub const LINK_EPOCH: i32 = std::mem::offset_of!(LinkTable, epoch) as i32;
 pub const LINK_TARGET: i32 = std::mem::offset_of!(LinkTable, target) as i32;
+pub const LINK_HEAT: i32 = std::mem::offset_of!(LinkTable, heat) as i32;
 
 /// What a code generator needs to compile one block of a region.
 ///
@@ -177,15 +183,22 @@ pub trait CodeTier {
     /// Blocks reaching this many dispatches at tier 0 are compiled (0: every block, at once,
     /// on the vCPU's thread).
     fn threshold(&self) -> u32;
+    /// Runs of a region's quick code (entries, and every budget's worth of back edges: see the
+    /// JIT's lowering) before it is compiled again with every optimization; 0: every
+    /// compilation is full from the start.
+    fn upgrade_after(&self) -> i64;
     /// Ask for `region` to be compiled in the background; `false` if the queue is full (ask
-    /// again later). The result arrives through [`CodeTier::poll`].
-    fn submit(&mut self, region: &[(&Block, CompileInfo)], generation: u64) -> bool;
-    /// Compile `region` now, on this thread, and return its entry (for threshold 0).
-    fn compile_now(&mut self, region: &[(&Block, CompileInfo)]) -> Option<usize>;
-    /// Install finished background compilations: calls `install(index, generation, entry)` for
-    /// each, with the index of the region's head (`entry` `None` when it failed). Cheap when
-    /// nothing is ready.
-    fn poll(&mut self, install: &mut dyn FnMut(u32, u64, Option<usize>));
+    /// again later). The result arrives through [`CodeTier::poll`]. Quick code (`full` false)
+    /// is cheap to compile and counts its runs: when it gets hot it asks, through
+    /// [`crate::state::request::UPGRADE`], to be compiled again with `full`.
+    fn submit(&mut self, region: &[(&Block, CompileInfo)], generation: u64, full: bool) -> bool;
+    /// Compile `region` now, on this thread, and return its entry (for threshold 0): quick
+    /// code first, `full` when that got hot (as [`CodeTier::submit`]).
+    fn compile_now(&mut self, region: &[(&Block, CompileInfo)], full: bool) -> Option<usize>;
+    /// Install finished background compilations: calls `install(index, generation, entry,
+    /// full)` for each, with the index of the region's head (`entry` `None` when it failed) and
+    /// whether it was a full compilation. Cheap when nothing is ready.
+    fn poll(&mut self, install: &mut dyn FnMut(u32, u64, Option<usize>, bool));
     /// Whether code memory is nearly full (the caller flushes the cache, then [`CodeTier::reset`]).
     fn wants_reset(&self) -> bool;
     /// Free all compiled code (after a cache flush: nothing refers to it any more).
@@ -208,6 +221,8 @@ pub struct TierStats {
     pub merged: u64,
     /// Of the regions, those another vCPU had compiled (installed without compiling).
     pub shared: u64,
+    /// Of the regions, full compilations of quick code that got hot.
+    pub upgraded: u64,
     /// Blocks the compiler refused (they stay at tier 0).
     pub failed: u64,
     /// Time spent compiling (on compiler threads and, for threshold 0, the vCPU's).

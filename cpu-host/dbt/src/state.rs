@@ -44,6 +44,9 @@ pub mod request {
     /// Data TLB entries were dropped ([`super::CpuState::flush_tlb`]): nothing for the run loop
     /// to do, but compiled code that remembers translations of its own stops at once.
     pub const TLB_FLUSHED: u32 = 1 << 7;
+    /// Quickly compiled code got hot: recompile block `CpuState::upgrade - 1` fully (see
+    /// `native::CodeTier::submit`). Compiled code sets it; it makes the code return soon.
+    pub const UPGRADE: u32 = 1 << 8;
 }
 
 /// A load reservation (LR/SC, load-exclusive).
@@ -96,6 +99,8 @@ pub struct CpuState {
     pub writers: Option<(Arc<CodeWriters>, usize)>,
     /// What the last fence returned (see [`CodeWriters::fence`]).
     pub fence_stamp: u64,
+    /// With [`request::UPGRADE`]: 1 + the cache index of the block whose quick code got hot.
+    pub upgrade: u64,
 }
 
 impl Default for CpuState {
@@ -123,6 +128,7 @@ impl CpuState {
             remap_pages: Vec::new(),
             writers: None,
             fence_stamp: 0,
+            upgrade: 0,
         }
     }
 

@@ -29,7 +29,7 @@ use cranelift_codegen::Context;
 use cranelift_codegen::FinalizedRelocTarget;
 use cranelift_frontend::FunctionBuilderContext;
 use lower::Patch;
-use shared::{Compiled, SharedCode};
+use shared::{Compiled, SharedCode, SharedKinds};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -56,7 +56,15 @@ pub struct JitConfig {
     pub threads: usize,
     /// Code memory per vCPU, in bytes.
     pub code_size: usize,
+    /// Runs of quick code before its full compilation (see `tessera_dbt::native::LinkTable`);
+    /// 0: no quick code, every compilation is full.
+    pub upgrade_after: i64,
 }
+
+/// Default of [`JitConfig::upgrade_after`]. Linux boot (2 harts): 20 000 recompiled ~450
+/// regions and lost what quick compiles saved; 200 000 recompiles ~45 and keeps it. CPU-bound
+/// loops get there within milliseconds.
+pub const DEFAULT_UPGRADE_AFTER: u32 = 200_000;
 
 /// Default compile threshold of `--tier auto`: Cranelift costs about half a millisecond per
 /// block here, so only code that runs a lot repays it. Measured on the Linux boot (2 harts, 2
@@ -74,6 +82,7 @@ impl JitConfig {
             threshold,
             threads: 1,
             code_size: 64 << 20,
+            upgrade_after: DEFAULT_UPGRADE_AFTER as i64,
         })
     }
 }
@@ -100,21 +109,34 @@ pub enum JitError {
 
 /// A Cranelift compiler for blocks: one per thread that compiles.
 struct Compiler {
+    /// Full compilations (every optimization).
     isa: OwnedTargetIsa,
+    /// Quick compilations: Cranelift's optimizer off, about a fifth cheaper to compile, code
+    /// up to a fifth slower (see [`lower::build_region`]'s `quick`).
+    quick_isa: OwnedTargetIsa,
     fctx: FunctionBuilderContext,
     ctx: Context,
 }
 
 impl Compiler {
     fn new() -> Result<Self, JitError> {
+        Ok(Self {
+            isa: Self::isa("speed")?,
+            quick_isa: Self::isa("none")?,
+            fctx: FunctionBuilderContext::new(),
+            ctx: Context::new(),
+        })
+    }
+
+    fn isa(opt_level: &str) -> Result<OwnedTargetIsa, JitError> {
         let mut flags = settings::builder();
         let set = |f: &mut settings::Builder, k: &str, v: &str| {
             f.set(k, v)
                 .map_err(|e| JitError::Settings(format!("{k}={v}: {e}")))
         };
-        // Measured (docs/PERFORMANCE.md): opt_level none or the single-pass register allocator
-        // compile 20-50 % faster but run the workloads up to 2x slower.
-        set(&mut flags, "opt_level", "speed")?;
+        // Measured (docs/PERFORMANCE.md): the single-pass register allocator compiles faster
+        // but runs the workloads up to 2x slower.
+        set(&mut flags, "opt_level", opt_level)?;
         // Cranelift's x64 tail calls (block chaining) need frame pointers.
         set(&mut flags, "preserve_frame_pointers", "true")?;
         set(
@@ -126,25 +148,25 @@ impl Compiler {
                 "false"
             },
         )?;
-        let isa = cranelift_native::builder()
+        cranelift_native::builder()
             .map_err(|e| JitError::Host(e.to_string()))?
             .finish(settings::Flags::new(flags))
-            .map_err(|e| JitError::Host(e.to_string()))?;
-        Ok(Self {
-            isa,
-            fctx: FunctionBuilderContext::new(),
-            ctx: Context::new(),
-        })
+            .map_err(|e| JitError::Host(e.to_string()))
     }
 
-    fn finish(&mut self, func: cranelift_codegen::ir::Function) -> Result<Compiled, String> {
+    fn finish(
+        &mut self,
+        func: cranelift_codegen::ir::Function,
+        quick: bool,
+    ) -> Result<Compiled, String> {
         self.ctx.clear();
         self.ctx.func = func;
         let disasm = std::env::var_os("TESSERA_JIT_DISASM").is_some();
         self.ctx.set_disasm(disasm);
+        let isa = if quick { &self.quick_isa } else { &self.isa };
         let code = self
             .ctx
-            .compile(&*self.isa, &mut ControlPlane::default())
+            .compile(&**isa, &mut ControlPlane::default())
             .map_err(|e| format!("{:?}", e.inner))?;
         // Code is copied to wherever there is room (and to every vCPU that runs it): it must
         // not refer to anything by address but through the environment, except the per-vCPU
@@ -172,9 +194,10 @@ impl Compiler {
         })
     }
 
-    fn compile_region(&mut self, region: &[&Block]) -> Result<Compiled, String> {
+    fn compile_region(&mut self, region: &[&Block], quick: bool) -> Result<Compiled, String> {
         let cfg = self.isa.frontend_config();
-        let func = lower::build_region(&mut self.fctx, cfg, region).ok_or("an empty region")?;
+        let func =
+            lower::build_region(&mut self.fctx, cfg, region, quick).ok_or("an empty region")?;
         if std::env::var_os("TESSERA_JIT_DISASM").is_some() {
             for b in region {
                 eprintln!(
@@ -183,15 +206,16 @@ impl Compiler {
                 );
             }
         }
-        self.finish(func)
+        self.finish(func, quick)
     }
 
     /// [`Compiler::compile_region`], surviving a panic inside Cranelift (a compiler bug must
     /// not take the vCPU or the compiler thread down): the region is refused and the compiler
     /// rebuilt.
-    fn compile_guarded(&mut self, region: &[&Block]) -> Result<Compiled, String> {
-        let r =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compile_region(region)));
+    fn compile_guarded(&mut self, region: &[&Block], quick: bool) -> Result<Compiled, String> {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.compile_region(region, quick)
+        }));
         match r {
             Ok(code) => code,
             Err(_) => {
@@ -210,7 +234,7 @@ impl Compiler {
     fn compile_enter(&mut self) -> Result<Vec<u8>, String> {
         let cfg = self.isa.frontend_config();
         let func = lower::build_enter(&mut self.fctx, cfg);
-        let c = self.finish(func)?;
+        let c = self.finish(func, false)?;
         if !c.patches.is_empty() {
             return Err("the trampoline needs patches".into());
         }
@@ -218,16 +242,18 @@ impl Compiler {
     }
 
     /// The region's code: another vCPU's compilation of the same guest code if there is one
-    /// (`true`: shared), else compiled now and kept for the others.
+    /// (`true`: shared), else compiled now and kept for the others. `shared` holds
+    /// compilations of one kind (quick or full).
     fn compile_shared(
         &mut self,
         shared: &SharedCode,
         region: &[&Block],
+        quick: bool,
     ) -> (Result<Arc<Compiled>, String>, bool) {
         if let Some(c) = shared.get(region) {
             return (Ok(c), true);
         }
-        let c = self.compile_guarded(region).map(Arc::new);
+        let c = self.compile_guarded(region, quick).map(Arc::new);
         if let Ok(c) = &c {
             shared.put(region, c.clone());
         }
@@ -239,6 +265,8 @@ struct Job {
     /// The region, head first.
     region: Vec<(Block, CompileInfo)>,
     generation: u64,
+    /// A full compilation (else quick).
+    full: bool,
     reply: Sender<Done>,
 }
 
@@ -250,6 +278,7 @@ struct Done {
     code: Result<Arc<Compiled>, String>,
     /// Another vCPU's compilation (nothing was compiled for this one).
     shared: bool,
+    full: bool,
     nanos: u64,
 }
 
@@ -257,7 +286,7 @@ struct Done {
 pub struct Jit {
     config: JitConfig,
     jobs: Mutex<Option<Sender<Job>>>,
-    shared: Arc<SharedCode>,
+    shared: Arc<SharedKinds>,
 }
 
 impl Jit {
@@ -272,7 +301,7 @@ impl Jit {
             return Err(JitError::Host("only x86-64 Linux hosts".into()));
         }
         Compiler::new()?; // fail here, not on a compiler thread
-        let shared = Arc::new(SharedCode::default());
+        let shared = Arc::new(SharedKinds::default());
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let threads = if config.threshold == 0 {
@@ -302,7 +331,7 @@ impl Jit {
     }
 }
 
-fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>, shared: &SharedCode) {
+fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>, shared: &SharedKinds) {
     let mut compiler = match Compiler::new() {
         Ok(c) => c,
         Err(e) => {
@@ -320,7 +349,8 @@ fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>, shared: &SharedCode) {
         };
         let start = Instant::now();
         let region: Vec<&Block> = job.region.iter().map(|(b, _)| b).collect();
-        let (code, from_shared) = compiler.compile_shared(shared, &region);
+        let quick = !job.full;
+        let (code, from_shared) = compiler.compile_shared(shared.of(quick), &region, quick);
         let pc = region.first().map_or(0, |b| b.pc);
         if let Err(e) = &code {
             tracing::debug!(pc = format_args!("{pc:#x}"), "not compiled: {e}");
@@ -331,6 +361,7 @@ fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>, shared: &SharedCode) {
             generation: job.generation,
             code,
             shared: from_shared,
+            full: job.full,
             nanos: start.elapsed().as_nanos() as u64,
         };
         let _ = job.reply.send(done); // the vCPU may have stopped
@@ -431,13 +462,18 @@ impl CodeTier for JitTier {
         self.jit.config.threshold
     }
 
-    fn submit(&mut self, region: &[(&Block, CompileInfo)], generation: u64) -> bool {
+    fn upgrade_after(&self) -> i64 {
+        self.jit.config.upgrade_after
+    }
+
+    fn submit(&mut self, region: &[(&Block, CompileInfo)], generation: u64, full: bool) -> bool {
         if self.in_flight >= MAX_IN_FLIGHT {
             return false;
         }
         let job = Job {
             region: region.iter().map(|&(b, i)| (b.clone(), i)).collect(),
             generation,
+            full,
             reply: self.reply.clone(),
         };
         let sent = self.jit.send(job);
@@ -447,21 +483,26 @@ impl CodeTier for JitTier {
         sent
     }
 
-    fn compile_now(&mut self, region: &[(&Block, CompileInfo)]) -> Option<usize> {
+    fn compile_now(&mut self, region: &[(&Block, CompileInfo)], full: bool) -> Option<usize> {
         if self.arena.nearly_full(RESERVE) {
             return None; // `wants_reset` says so
         }
         let start = Instant::now();
         let blocks: Vec<&Block> = region.iter().map(|&(b, _)| b).collect();
-        let (code, shared) = self
-            .local
-            .as_mut()?
-            .compile_shared(&self.jit.shared, &blocks);
+        let (code, shared) =
+            self.local
+                .as_mut()?
+                .compile_shared(self.jit.shared.of(!full), &blocks, !full);
         self.stats.compile_ns += start.elapsed().as_nanos() as u64;
         let pc = region.first().map_or(0, |(b, _)| b.pc);
         let infos: Vec<CompileInfo> = region.iter().map(|&(_, i)| i).collect();
         match code {
-            Ok(code) => self.install(&code, &infos, pc, shared),
+            Ok(code) => {
+                let entry = self.install(&code, &infos, pc, shared);
+                let upgrade = full && self.jit.config.upgrade_after != 0;
+                self.stats.upgraded += (upgrade && entry.is_some()) as u64;
+                entry
+            }
             Err(e) => {
                 tracing::debug!(pc = format_args!("{pc:#x}"), "not compiled: {e}");
                 self.stats.failed += 1;
@@ -470,7 +511,7 @@ impl CodeTier for JitTier {
         }
     }
 
-    fn poll(&mut self, install: &mut dyn FnMut(u32, u64, Option<usize>)) {
+    fn poll(&mut self, install: &mut dyn FnMut(u32, u64, Option<usize>, bool)) {
         while let Ok(done) = self.done.try_recv() {
             self.in_flight = self.in_flight.saturating_sub(1);
             self.stats.compile_ns += done.nanos;
@@ -479,12 +520,14 @@ impl CodeTier for JitTier {
                 Ok(code) => {
                     // When full, `wants_reset` says so; the block gets hot again afterwards.
                     if let Some(entry) = self.install(&code, &done.infos, done.pc, done.shared) {
-                        install(index, done.generation, Some(entry));
+                        let upgrade = done.full && self.jit.config.upgrade_after != 0;
+                        self.stats.upgraded += upgrade as u64;
+                        install(index, done.generation, Some(entry), done.full);
                     }
                 }
                 Err(_) => {
                     self.stats.failed += 1;
-                    install(index, done.generation, None);
+                    install(index, done.generation, None, done.full);
                 }
             }
         }
@@ -538,16 +581,22 @@ mod tests {
             eprintln!("skipped: no Cranelift backend for this host");
             return;
         }
+        for quick in [false, true] {
+            one_kind_is_shared(quick);
+        }
+    }
+
+    fn one_kind_is_shared(quick: bool) {
         let mut c = Compiler::new().expect("compiler");
         let shared = SharedCode::default();
         let b = block(0x8000_0000);
-        let (first, was_shared) = c.compile_shared(&shared, &[&b]);
+        let (first, was_shared) = c.compile_shared(&shared, &[&b], quick);
         let first = first.expect("compiled");
         assert!(!was_shared);
         // A block that chains names its link table and its index (the two per-vCPU constants).
         assert!(first.patches.iter().any(|p| p.1 == Patch::Links(0)));
         assert!(first.patches.iter().any(|p| p.1 == Patch::Index(0)));
-        let (again, was_shared) = c.compile_shared(&shared, &[&b]);
+        let (again, was_shared) = c.compile_shared(&shared, &[&b], quick);
         assert!(was_shared, "the second vCPU compiles nothing");
         assert!(Arc::ptr_eq(&first, &again.expect("found")));
         let mine = CompileInfo {

@@ -34,11 +34,11 @@ use tessera_dbt::ir::{BinOp, Block, Cond, Op, Terminator, UnOp};
 use tessera_dbt::native::offsets::*;
 use tessera_dbt::native::{
     EXIT_INDIRECT, EXIT_LOOKUP, JMP_BITS, JMP_ENTRIES, JMP_ENTRY, JMP_EPOCH, JMP_MODE, JMP_PC,
-    JMP_SIZE, LINK_EPOCH, LINK_TARGET,
+    JMP_SIZE, LINK_EPOCH, LINK_HEAT, LINK_TARGET,
 };
 use tessera_dbt::region::MAX_BLOCKS;
 use tessera_dbt::signals::ATTENTION;
-use tessera_dbt::state::NUM_SLOTS;
+use tessera_dbt::state::{request, NUM_SLOTS};
 use tessera_dbt::tlb::{PAGE_BITS, PAGE_MASK, TLB_ENTRIES};
 
 /// Where a slot's value is during compilation.
@@ -167,6 +167,8 @@ const BACK_EDGE_BUDGET: i64 = 64;
 struct Lower<'a, 'f> {
     fb: FunctionBuilder<'f>,
     region: &'a [&'a Block],
+    /// Quick code: counts its runs (see [`count_runs`]).
+    quick: bool,
     /// The region block being lowered: its index in `region` and the block.
     cur: usize,
     b: &'a Block,
@@ -433,12 +435,58 @@ fn reachable(region: &[&Block], twin: &[Option<usize>]) -> Vec<bool> {
     seen
 }
 
+/// A per-vCPU constant of the code: a placeholder the installer fills in (see [`Patch`]),
+/// so that one compilation serves every vCPU that runs the same guest code.
+fn patched(fb: &mut FunctionBuilder, what: Patch) -> Value {
+    let (namespace, index) = what.name();
+    let name = fb
+        .func
+        .declare_imported_user_function(UserExternalName::new(namespace, index));
+    let gv = fb.create_global_value(GlobalValueData::Symbol {
+        name: ExternalName::user(name),
+        offset: Imm64::new(0),
+        colocated: false,
+        tls: false,
+    });
+    fb.ins().symbol_value(I64, gv)
+}
+
+/// Quick code counts its runs: `n` more (an entry, or a back-edge budget used up) off the
+/// head's heat; the run that takes it to zero asks for the full compilation
+/// ([`request::UPGRADE`], which makes the code return at its next check). Continues in a new
+/// block; returns the heat left.
+fn count_runs(fb: &mut FunctionBuilder, cpu: Value, n: i64) -> Value {
+    let table = patched(fb, Patch::Links(0));
+    let heat = fb.ins().load(I64, mem(), table, LINK_HEAT);
+    let left = fb.ins().iadd_imm_s(heat, -n);
+    fb.ins().store(mem(), left, table, LINK_HEAT);
+    let was = fb.ins().icmp_imm_s(IntCC::SignedGreaterThan, heat, 0);
+    let now = fb.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, left, 0);
+    let crossed = fb.ins().band(was, now);
+    let hot = fb.create_block();
+    let cont = fb.create_block();
+    fb.set_cold_block(hot);
+    fb.ins().brif(crossed, hot, &[], cont, &[]);
+    fb.switch_to_block(hot);
+    let idx = patched(fb, Patch::Index(0));
+    let one_more = fb.ins().iadd_imm_s(idx, 1);
+    fb.ins().store(mem(), one_more, cpu, CPU_UPGRADE);
+    let req = fb.ins().load(I32, mem(), cpu, CPU_REQUESTS);
+    let req = fb.ins().bor_imm_s(req, request::UPGRADE as i64);
+    fb.ins().store(mem(), req, cpu, CPU_REQUESTS);
+    fb.ins().jump(cont, &[]);
+    fb.switch_to_block(cont);
+    left
+}
+
 /// Lower a region (head first; at most [`MAX_BLOCKS`] blocks with distinct start addresses)
-/// to a Cranelift function. `None` for an empty region.
+/// to a Cranelift function. `None` for an empty region. `quick` code counts its runs (see
+/// [`count_runs`]): it is compiled without optimizations, and again fully once it gets hot.
 pub fn build_region(
     fctx: &mut FunctionBuilderContext,
     cfg: TargetFrontendConfig,
     region: &[&Block],
+    quick: bool,
 ) -> Option<Function> {
     let &b = region.first()?;
     let region = &region[..region.len().min(MAX_BLOCKS)];
@@ -510,6 +558,9 @@ pub fn build_region(
                 .collect();
         }
     }
+    if quick {
+        let _ = count_runs(&mut fb, cpu, 1);
+    }
     fb.ins().jump(headers[0], &[]);
     let exit = fb.create_block();
     fb.append_block_param(exit, I32);
@@ -517,6 +568,7 @@ pub fn build_region(
     let mut l = Lower {
         fb,
         region,
+        quick,
         cur: 0,
         b,
         cpu,
@@ -655,21 +707,9 @@ impl Lower<'_, '_> {
         member(self.region, pc).unwrap_or(k) as u32
     }
 
-    /// A per-vCPU constant of the code: a placeholder the installer fills in (see [`Patch`]),
-    /// so that one compilation serves every vCPU that runs the same guest code.
+    /// A per-vCPU constant of the code (see [`patched`]).
     fn patched(&mut self, what: Patch) -> Value {
-        let (namespace, index) = what.name();
-        let name = self
-            .fb
-            .func
-            .declare_imported_user_function(UserExternalName::new(namespace, index));
-        let gv = self.fb.create_global_value(GlobalValueData::Symbol {
-            name: ExternalName::user(name),
-            offset: Imm64::new(0),
-            colocated: false,
-            tls: false,
-        });
-        self.fb.ins().symbol_value(I64, gv)
+        patched(&mut self.fb, what)
     }
 
     /// The shared return and chain tails, after everything that jumps to them.
@@ -891,6 +931,22 @@ impl Lower<'_, '_> {
             self.fb.set_cold_block(check);
             self.fb.ins().brif(left, cont, &[], check, &[]);
             self.fb.switch_to_block(check);
+            if self.quick {
+                // Once hot, quick code leaves at every budget check: a loop that runs on
+                // does not stay in it when its full compilation is in.
+                let left = count_runs(&mut self.fb, self.cpu, BACK_EDGE_BUDGET);
+                let hot = self
+                    .fb
+                    .ins()
+                    .icmp_imm_s(IntCC::SignedLessThanOrEqual, left, 0);
+                let out = self.fb.create_block();
+                let on = self.fb.create_block();
+                self.fb.set_cold_block(out);
+                self.fb.set_cold_block(on);
+                self.fb.ins().brif(hot, out, &[], on, &[]);
+                leave(self, out);
+                self.fb.switch_to_block(on);
+            }
             let (stop, go) = self.attention_check();
             self.fb.set_cold_block(go); // still the rare path: out of the loop's way
             leave(self, stop);

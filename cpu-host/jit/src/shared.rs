@@ -43,6 +43,23 @@ impl Compiled {
 /// again and kept again).
 const MAX_BYTES: usize = 32 << 20;
 
+/// The shared compilations of both kinds.
+#[derive(Default)]
+pub struct SharedKinds {
+    quick: SharedCode,
+    full: SharedCode,
+}
+
+impl SharedKinds {
+    pub fn of(&self, quick: bool) -> &SharedCode {
+        if quick {
+            &self.quick
+        } else {
+            &self.full
+        }
+    }
+}
+
 /// The shared compilations, keyed by what the lowering reads of each block of the region.
 #[derive(Default)]
 pub struct SharedCode {
