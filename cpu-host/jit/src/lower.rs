@@ -805,6 +805,14 @@ impl Lower<'_, '_> {
         });
     }
 
+    /// On a slow path right after [`Lower::call_may_trap`]: every changed slot is in memory
+    /// (stored before the call), so a way out from here need not store it again.
+    fn mark_stored(&mut self) {
+        for r in self.regs.iter_mut().filter(|r| **r == Reg::Dirty) {
+            *r = Reg::Clean;
+        }
+    }
+
     /// Store every changed slot, leaving them marked changed: for a call that may trap, on a
     /// path the main path's register state must not depend on (slow paths are cold; a few
     /// stores there buy a shared trap exit).
@@ -1170,6 +1178,7 @@ impl Lower<'_, '_> {
         let done = self.fb.create_block();
         self.fb.set_cold_block(done);
         let saved = self.regs;
+        self.mark_stored();
         self.set(d, v); // leaving here writes the loaded value back
         self.leave_on_request(i, done);
         self.regs = saved;
@@ -1208,7 +1217,10 @@ impl Lower<'_, '_> {
         let size = self.fb.ins().iconst(I64, lg as i64);
         self.call_may_trap(i, ENV_STORE_SLOW, &[va, size, v]);
         // The store may have written code of this very block (a request): stop after it.
+        let saved = self.regs;
+        self.mark_stored();
         self.leave_on_request(i, join);
+        self.regs = saved;
         self.cold = false;
         self.fb.switch_to_block(join);
     }
