@@ -774,13 +774,17 @@ impl Machine {
                 .iter()
                 .filter(|s| s.pci_slot.is_some() == explicit)
             {
-                let backend =
-                    VhostUserDevice::connect(spec.kind, &spec.socket, spec.queues, mem.clone())
-                        .map_err(|source| BoardError::VhostUserPci {
-                            kind: spec.kind.name(),
-                            source,
-                        })?;
-                backend.on_memory_shared(memory_shared.clone());
+                let backend = VhostUserDevice::connect(
+                    spec.kind,
+                    &spec.socket,
+                    spec.queues,
+                    mem.clone(),
+                    memory_shared.clone(),
+                )
+                .map_err(|source| BoardError::VhostUserPci {
+                    kind: spec.kind.name(),
+                    source,
+                })?;
                 // The slot is known only once chosen; its INTA line depends on it.
                 let slot = pci_slot(&pcie, spec.pci_slot)?;
                 let irq = plic.source(tessera_devices::pci::intx_irq(slot, 1));
@@ -830,14 +834,18 @@ impl Machine {
             let dev: Arc<dyn BusDevice> = match slot.device {
                 Some(i) => {
                     let spec = &cfg.vhost_user[i];
-                    let backend =
-                        VhostUserDevice::connect(spec.kind, &spec.socket, spec.queues, mem.clone())
-                            .map_err(|source| BoardError::VhostUser {
-                                kind: spec.kind.name(),
-                                slot: slot.index,
-                                source,
-                            })?;
-                    backend.on_memory_shared(memory_shared.clone());
+                    let backend = VhostUserDevice::connect(
+                        spec.kind,
+                        &spec.socket,
+                        spec.queues,
+                        mem.clone(),
+                        memory_shared.clone(),
+                    )
+                    .map_err(|source| BoardError::VhostUser {
+                        kind: spec.kind.name(),
+                        slot: slot.index,
+                        source,
+                    })?;
                     let irq = plic.source(slot.node.irq);
                     Arc::new(VirtioMmio::new(Box::new(backend), irq))
                 }

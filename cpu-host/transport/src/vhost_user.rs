@@ -206,9 +206,10 @@ struct Conn {
     /// to every new backend before its rings, so it knows which requests its predecessor took.
     inflight: Option<(VhostUserInflight, File)>,
     reconnects: u64,
-    /// Called before the backend first gets the memory table (from then on it may write
-    /// guest RAM): see [`VhostUserDevice::on_memory_shared`].
-    memory_shared: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Called before the backend gets the memory table (sent when the driver sets the
+    /// features, and again after a reconnect): from then on it may write guest RAM behind the
+    /// vCPUs' backs, which the translator must know (see `tessera_dbt::writers`).
+    memory_shared: Arc<dyn Fn() + Send + Sync>,
 }
 
 fn lock(c: &Mutex<Conn>) -> MutexGuard<'_, Conn> {
@@ -249,9 +250,7 @@ impl Conn {
             f |= VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
         }
         let table = self.mem_table().map_err(|e| DeviceError(e.to_string()))?;
-        if let Some(hook) = &self.memory_shared {
-            hook();
-        }
+        (self.memory_shared)();
         let fe = self.frontend()?;
         fe.set_features(f)
             .map_err(|e| DeviceError(format!("vhost-user SET_FEATURES: {e}")))?;
@@ -405,6 +404,7 @@ impl VhostUserDevice {
         socket: &Path,
         queues: usize,
         mem: GuestMemoryMmap,
+        memory_shared: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Self, VhostUserError> {
         let queues = kind.virtqueues(queues);
         // A server that was just started may not listen yet, and one that is being restarted
@@ -451,7 +451,7 @@ impl VhostUserDevice {
             config: vec![0; kind.config_size() as usize],
             inflight: None,
             reconnects: 0,
-            memory_shared: None,
+            memory_shared,
         }));
         let (monitor_stop, stop) = UnixStream::pair().map_err(|e| VhostUserError::Step {
             step: "socketpair",
@@ -472,14 +472,6 @@ impl VhostUserDevice {
             monitor_stop: Some(monitor_stop),
             monitor: Some(monitor),
         })
-    }
-
-    /// Call `hook` before the backend is given guest RAM (the memory table, sent when the
-    /// driver sets the features; again after a reconnect): from then on it may write there
-    /// behind the vCPUs' backs, which the translator must know (see
-    /// `tessera_dbt::writers`).
-    pub fn on_memory_shared(&self, hook: Arc<dyn Fn() + Send + Sync>) {
-        lock(&self.conn).memory_shared = Some(hook);
     }
 
     fn start(
