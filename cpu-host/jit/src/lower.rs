@@ -491,7 +491,13 @@ pub fn build_region(
     let &b = region.first()?;
     let region = &region[..region.len().min(MAX_BLOCKS)];
     let (live, internal) = live_in(region);
-    let (ext, twin) = unrolled(region);
+    // Quick code is made to be cheap to compile: no unrolled copies, no per-access page memory
+    // (what makes full code fast in loops; quick code in a hot loop is soon replaced).
+    let (ext, twin) = if quick {
+        (region.to_vec(), vec![None; region.len()])
+    } else {
+        unrolled(region)
+    };
     let region = &ext[..];
     // A copy keeps what its original keeps (copies come after every original).
     let originals = live.len();
@@ -536,7 +542,7 @@ pub fn build_region(
     // Loops remember, per load/store, the last page it hit and its TLB addend (see
     // `Lower::probe`); nothing is remembered across runs of the function.
     let mut utlb = vec![Vec::new(); region.len()];
-    if internal {
+    if internal && !quick {
         let mut sites = 0;
         for (k, b) in region.iter().enumerate() {
             utlb[k] = (0..b.ops.len())
