@@ -29,7 +29,7 @@ use cranelift_codegen::Context;
 use cranelift_codegen::FinalizedRelocTarget;
 use cranelift_frontend::FunctionBuilderContext;
 use lower::Patch;
-use shared::{Compiled, SharedCode, SharedKinds};
+use shared::{Compiled, SharedKinds};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -241,15 +241,15 @@ impl Compiler {
         Ok(c.code)
     }
 
-    /// The region's code: another vCPU's compilation of the same guest code if there is one
-    /// (`true`: shared), else compiled now and kept for the others. `shared` holds
-    /// compilations of one kind (quick or full).
+    /// The region's code: another vCPU's compilation of the same guest code (and kind) if
+    /// there is one (`true`: shared), else compiled now and kept for the others.
     fn compile_shared(
         &mut self,
-        shared: &SharedCode,
+        shared: &SharedKinds,
         region: &[&Block],
         quick: bool,
     ) -> (Result<Arc<Compiled>, String>, bool) {
+        let shared = shared.of(quick);
         if let Some(c) = shared.get(region) {
             return (Ok(c), true);
         }
@@ -350,7 +350,7 @@ fn compiler_thread(rx: Arc<Mutex<Receiver<Job>>>, shared: &SharedKinds) {
         let start = Instant::now();
         let region: Vec<&Block> = job.region.iter().map(|(b, _)| b).collect();
         let quick = !job.full;
-        let (code, from_shared) = compiler.compile_shared(shared.of(quick), &region, quick);
+        let (code, from_shared) = compiler.compile_shared(shared, &region, quick);
         let pc = region.first().map_or(0, |b| b.pc);
         if let Err(e) = &code {
             tracing::debug!(pc = format_args!("{pc:#x}"), "not compiled: {e}");
@@ -423,12 +423,14 @@ impl JitTier {
 
     /// Copy `code` into code memory with this vCPU's constants (`infos`: the region's
     /// members, head first); its entry, or `None` when memory is full (or the code is bad).
+    /// `full`: a full compilation (an upgrade of quick code, unless every compilation is full).
     fn install(
         &mut self,
         code: &Compiled,
         infos: &[CompileInfo],
         pc: u64,
         shared: bool,
+        full: bool,
     ) -> Option<usize> {
         let Some(code) = code.patched(infos) else {
             tracing::error!(
@@ -441,6 +443,7 @@ impl JitTier {
         let entry = self.arena.install(&code)?;
         self.stats.compiled += 1;
         self.stats.shared += shared as u64;
+        self.stats.upgraded += (full && self.jit.config.upgrade_after != 0) as u64;
         self.stats.merged += infos.len().saturating_sub(1) as u64;
         self.stats.code_bytes += code.len() as u64;
         if let Some(f) = &mut self.perf_map {
@@ -489,20 +492,15 @@ impl CodeTier for JitTier {
         }
         let start = Instant::now();
         let blocks: Vec<&Block> = region.iter().map(|&(b, _)| b).collect();
-        let (code, shared) =
-            self.local
-                .as_mut()?
-                .compile_shared(self.jit.shared.of(!full), &blocks, !full);
+        let (code, shared) = self
+            .local
+            .as_mut()?
+            .compile_shared(&self.jit.shared, &blocks, !full);
         self.stats.compile_ns += start.elapsed().as_nanos() as u64;
         let pc = region.first().map_or(0, |(b, _)| b.pc);
         let infos: Vec<CompileInfo> = region.iter().map(|&(_, i)| i).collect();
         match code {
-            Ok(code) => {
-                let entry = self.install(&code, &infos, pc, shared);
-                let upgrade = full && self.jit.config.upgrade_after != 0;
-                self.stats.upgraded += (upgrade && entry.is_some()) as u64;
-                entry
-            }
+            Ok(code) => self.install(&code, &infos, pc, shared, full),
             Err(e) => {
                 tracing::debug!(pc = format_args!("{pc:#x}"), "not compiled: {e}");
                 self.stats.failed += 1;
@@ -519,9 +517,8 @@ impl CodeTier for JitTier {
             match done.code {
                 Ok(code) => {
                     // When full, `wants_reset` says so; the block gets hot again afterwards.
-                    if let Some(entry) = self.install(&code, &done.infos, done.pc, done.shared) {
-                        let upgrade = done.full && self.jit.config.upgrade_after != 0;
-                        self.stats.upgraded += upgrade as u64;
+                    let entry = self.install(&code, &done.infos, done.pc, done.shared, done.full);
+                    if let Some(entry) = entry {
                         install(index, done.generation, Some(entry), done.full);
                     }
                 }
@@ -588,7 +585,7 @@ mod tests {
 
     fn one_kind_is_shared(quick: bool) {
         let mut c = Compiler::new().expect("compiler");
-        let shared = SharedCode::default();
+        let shared = SharedKinds::default();
         let b = block(0x8000_0000);
         let (first, was_shared) = c.compile_shared(&shared, &[&b], quick);
         let first = first.expect("compiled");
