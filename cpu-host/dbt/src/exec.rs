@@ -233,27 +233,22 @@ fn compile<G: Guest>(
 ) {
     sync_generation(cache, tier, tier_generation);
     let members = region::form(cache, idx, threshold >> WARM_SHIFT);
-    let mut infos = Vec::with_capacity(members.len());
-    for &m in &members {
-        let Some(links) = cache.link_table(m) else {
-            return;
-        };
-        infos.push(CompileInfo { index: m, links });
-    }
+    let Some(infos) = compile_infos(cache, &members) else {
+        return;
+    };
     let region: Vec<_> = members.iter().map(|&m| cache.get(m)).zip(infos).collect();
+    // With no quick code, the first compilation is the full one.
+    let full = tier.upgrade_after() == 0;
     if threshold == 0 {
-        let entry = tier.compile_now(&region, tier.upgrade_after() == 0);
+        let entry = tier.compile_now(&region, full);
         cache.set_region(idx, &members[1..]);
         match entry {
             Some(entry) => cache.set_native(idx, entry),
-            None if tier.wants_reset() => {
-                // Code memory is full: start over (the block is compiled again when next seen).
-                flush_all(g, cache);
-                sync_generation(cache, tier, tier_generation);
-            }
+            // The block is compiled again when next seen.
+            None if tier.wants_reset() => start_over(g, cache, tier, tier_generation),
             None => cache.refuse(idx),
         }
-    } else if tier.submit(&region, cache.generation(), tier.upgrade_after() == 0) {
+    } else if tier.submit(&region, cache.generation(), full) {
         cache.set_heat(idx, HEAT_PENDING);
         cache.set_region(idx, &members[1..]);
     } else {
@@ -279,21 +274,14 @@ fn upgrade<G: Guest>(
     if members.iter().any(|&m| !cache.is_valid(m)) {
         return;
     }
-    let mut infos = Vec::with_capacity(members.len());
-    for &m in &members {
-        let Some(links) = cache.link_table(m) else {
-            return;
-        };
-        infos.push(CompileInfo { index: m, links });
-    }
+    let Some(infos) = compile_infos(cache, &members) else {
+        return;
+    };
     let region: Vec<_> = members.iter().map(|&m| cache.get(m)).zip(infos).collect();
     if tier.threshold() == 0 {
         match tier.compile_now(&region, true) {
             Some(entry) => cache.set_native(idx, entry),
-            None if tier.wants_reset() => {
-                flush_all(g, cache);
-                sync_generation(cache, tier, tier_generation);
-            }
+            None if tier.wants_reset() => start_over(g, cache, tier, tier_generation),
             None => {}
         }
     } else if !tier.submit(&region, cache.generation(), true) {
@@ -323,14 +311,32 @@ fn install_compiled<G: Guest>(
         }
     });
     if tier.wants_reset() {
-        flush_all(g, cache);
-        sync_generation(cache, tier, tier_generation);
+        start_over(g, cache, tier, tier_generation);
     }
 }
 
-fn flush_all<G: Guest>(g: &mut G, cache: &mut BlockCache) {
+/// Code memory is full: drop every block, then free their compiled code.
+fn start_over<G: Guest>(
+    g: &mut G,
+    cache: &mut BlockCache,
+    tier: &mut dyn CodeTier,
+    tier_generation: &mut u64,
+) {
     cache.flush();
     g.cpu().code_pages.clear();
+    sync_generation(cache, tier, tier_generation);
+}
+
+/// What the compiler needs of each block of a region (its link table is made now); `None` if
+/// one cannot have a table.
+fn compile_infos(cache: &mut BlockCache, members: &[u32]) -> Option<Vec<CompileInfo>> {
+    members
+        .iter()
+        .map(|&m| {
+            let links = cache.link_table(m)?;
+            Some(CompileInfo { index: m, links })
+        })
+        .collect()
 }
 
 fn find_or_translate<G: Guest>(g: &mut G, cache: &mut BlockCache) -> Option<u32> {
