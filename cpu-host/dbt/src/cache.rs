@@ -462,12 +462,9 @@ impl BlockCache {
         if let Some(e) = self.native.get_mut(idx as usize) {
             // Replacing code (a full compilation of quick code): the jump cache goes to the
             // new code too.
-            if let (Some(j), Some(b)) = (
-                self.native_jmp
-                    .get_mut(jmp_index(self.blocks[idx as usize].pc)),
-                self.blocks.get(idx as usize),
-            ) {
-                if *e != 0 && j.entry == *e as u64 && j.pc == b.pc {
+            let pc = self.blocks[idx as usize].pc; // valid: `is_valid` checked it
+            if let Some(j) = self.native_jmp.get_mut(jmp_index(pc)) {
+                if *e != 0 && j.entry == *e as u64 && j.pc == pc {
                     j.entry = entry as u64;
                 }
             }

@@ -263,11 +263,11 @@ fn live_in(region: &[&Block]) -> (Vec<Vec<(u8, Reg)>>, bool) {
         // What may arrive changed is what any part of the block writes, not only its kept
         // part: a self-looping block may write a slot after its own loop and then exit to
         // another block that keeps it (that block must know it differs from memory).
-        let (mut r, mut all_writes) = (Vec::new(), Vec::new());
-        for op in &b.ops {
-            op_slots(op, &mut r, &mut all_writes);
+        let mut tail_reads = Vec::new();
+        for op in &b.ops[last..] {
+            op_slots(op, &mut tail_reads, &mut writes);
         }
-        for s in all_writes {
+        for &s in &writes {
             written[s as usize] = true;
         }
     }
