@@ -763,6 +763,10 @@ impl Machine {
             let w = writers.clone();
             Arc::new(move || w.set_external())
         };
+        let connect_vhost_user = |spec: &VhostUserSpec| {
+            let (m, hook) = (mem.clone(), memory_shared.clone());
+            VhostUserDevice::connect(spec.kind, &spec.socket, spec.queues, m, hook)
+        };
         let mut pcie = tessera_devices::pci::PcieHost::new();
         let pci_vhost: Vec<&VhostUserSpec> = cfg
             .vhost_user
@@ -774,17 +778,11 @@ impl Machine {
                 .iter()
                 .filter(|s| s.pci_slot.is_some() == explicit)
             {
-                let backend = VhostUserDevice::connect(
-                    spec.kind,
-                    &spec.socket,
-                    spec.queues,
-                    mem.clone(),
-                    memory_shared.clone(),
-                )
-                .map_err(|source| BoardError::VhostUserPci {
-                    kind: spec.kind.name(),
-                    source,
-                })?;
+                let backend =
+                    connect_vhost_user(spec).map_err(|source| BoardError::VhostUserPci {
+                        kind: spec.kind.name(),
+                        source,
+                    })?;
                 // The slot is known only once chosen; its INTA line depends on it.
                 let slot = pci_slot(&pcie, spec.pci_slot)?;
                 let irq = plic.source(tessera_devices::pci::intx_irq(slot, 1));
@@ -834,18 +832,12 @@ impl Machine {
             let dev: Arc<dyn BusDevice> = match slot.device {
                 Some(i) => {
                     let spec = &cfg.vhost_user[i];
-                    let backend = VhostUserDevice::connect(
-                        spec.kind,
-                        &spec.socket,
-                        spec.queues,
-                        mem.clone(),
-                        memory_shared.clone(),
-                    )
-                    .map_err(|source| BoardError::VhostUser {
-                        kind: spec.kind.name(),
-                        slot: slot.index,
-                        source,
-                    })?;
+                    let backend =
+                        connect_vhost_user(spec).map_err(|source| BoardError::VhostUser {
+                            kind: spec.kind.name(),
+                            slot: slot.index,
+                            source,
+                        })?;
                     let irq = plic.source(slot.node.irq);
                     Arc::new(VirtioMmio::new(Box::new(backend), irq))
                 }
